@@ -1,0 +1,37 @@
+"""Shared test helpers.
+
+The whole suite runs on the backend named by TINYBT_BACKEND (numpy by default), so tests build
+arrays with `backend.xp()` and compare them on the host with `to_host`.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinybt import backend
+
+SHARED_CIFAR = (
+    Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar-10-python-subset.tar.gz"
+)
+
+
+@pytest.fixture
+def xp():
+    """The array module the suite runs on."""
+    return backend.xp()
+
+
+@pytest.fixture
+def cifar_subset_archive():
+    """Path to the real CIFAR-10 subset beside the checkout; skips where ../shared is absent."""
+    if not SHARED_CIFAR.exists():
+        pytest.skip(f"{SHARED_CIFAR} not found (it lives in ../shared beside the checkout)")
+    return SHARED_CIFAR
+
+
+def assert_close(actual, expected, rtol=1e-6, atol=1e-8, what="arrays"):
+    """Compare two arrays of either backend on the host, saying where they differ most."""
+    actual, expected = backend.to_host(actual), backend.to_host(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)

@@ -1,0 +1,1 @@
+"""tinybt: Barlow Twins self-supervised learning from scratch in NumPy."""

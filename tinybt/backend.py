@@ -1,0 +1,103 @@
+"""Which array library holds the numbers: NumPy on the CPU or CuPy on an NVIDIA GPU.
+
+CuPy mirrors NumPy's API, so every op is written once against a module called `xp` and runs on
+either. This is the only file that imports cupy. The choice comes from, in order: an explicit
+`set_backend("cupy")` (what `--backend` calls), the environment variable `TINYBT_BACKEND`, and
+otherwise NumPy.
+
+Random numbers are always drawn on the host with NumPy's generator and then moved to the
+device: the arrays drawn are small (weights, per-sample augmentation parameters), and a seed
+then means the same thing on both backends.
+"""
+
+import os
+
+import numpy
+
+from tinybt.errors import TinyBTError
+
+BACKENDS = ("numpy", "cupy")
+
+
+class BackendError(TinyBTError):
+    """The requested array backend cannot be used on this machine."""
+
+
+_module = None  # the array module in use, chosen on first use
+
+
+def set_backend(name):
+    """Use `name` ("numpy" or "cupy") for every array created from now on."""
+    global _module
+    _module = _load(name)
+
+
+def xp():
+    """The array module in use: `numpy` or `cupy`."""
+    if _module is None:
+        set_backend(os.environ.get("TINYBT_BACKEND", "numpy"))
+    return _module
+
+
+def backend_name():
+    """"numpy" or "cupy"."""
+    return xp().__name__
+
+
+def _load(name):
+    if name == "numpy":
+        return numpy
+    if name != "cupy":
+        raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    try:
+        import cupy
+    except ImportError:
+        raise BackendError(
+            "the cupy backend needs CuPy, which is not installed: "
+            'pip install -e ".[gpu]" on a machine with an NVIDIA GPU, or use --backend numpy'
+        ) from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        count = 0
+    if count == 0:
+        raise BackendError("CuPy is installed but no CUDA GPU is visible: use --backend numpy")
+    return cupy
+
+
+def get_array_module(array):
+    """The module (numpy or cupy) that owns `array`; lets an op follow its inputs."""
+    if isinstance(array, numpy.ndarray) or numpy.isscalar(array) or _module is numpy:
+        return numpy
+    return _module
+
+
+def to_device(array, dtype=None):
+    """`array` (anything array-like) as an array of the backend in use."""
+    return xp().asarray(array, dtype=dtype)
+
+
+def to_host(array):
+    """`array` as a NumPy array, for printing, plotting and saving."""
+    if hasattr(array, "__cuda_array_interface__"):  # a CuPy array: copy it off the GPU
+        return array.get()
+    return numpy.asarray(array)
+
+
+def scatter_add(target, indices, values):
+    """target[indices] += values, adding repeated indices as many times as they appear.
+
+    Plain `target[indices] += values` keeps only one of the repeated writes. NumPy's
+    `add.at` and CuPy's `scatter_add` sum them all.
+    """
+    if isinstance(target, numpy.ndarray):
+        numpy.add.at(target, indices, values)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+
+
+def rng(seed):
+    """A seeded NumPy random generator (always on the host: see the module docstring)."""
+    return numpy.random.default_rng(seed)

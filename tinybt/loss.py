@@ -1,0 +1,145 @@
+"""The Barlow Twins loss: make the cross-correlation of two views' embeddings the identity.
+
+Given the embeddings of two augmented views of the same N images, Z_a and Z_b: (N, D),
+
+    1. standardise each dimension along the batch:  Ẑ = (Z - mean_n Z) / sqrt(var_n Z + eps)
+    2. cross-correlation:                            C = Ẑ_aᵀ Ẑ_b / N                  (D, D)
+    3. loss:  L = Σ_i (1 - C_ii)²  +  λ Σ_{i≠j} C_ij²
+                  invariance          redundancy reduction
+
+C_ii = 1 means dimension i agrees across the two views (invariance to the augmentations);
+C_ij = 0 means dimensions i and j carry different information. λ = 0.0051 in the paper
+balances the D diagonal terms against the D(D-1) off-diagonal ones.
+
+This file holds the loss twice: `barlow_twins_loss`, one op of the engine with the gradient
+derived by hand (notebook 05 derives it), and `barlow_twins_loss_autograd`, the same formula
+composed of primitive ops. The tests check that they agree, with each other, with central
+differences and with PyTorch.
+"""
+
+from tinybt.backend import get_array_module
+from tinybt.tensor import Function
+
+LAMBDA = 0.0051  # the paper's weight of the off-diagonal (redundancy reduction) term
+EPS = 1e-5  # as torch.nn.BatchNorm1d(affine=False), which the official code uses
+
+
+def standardize(z, eps=EPS):
+    """Ẑ = (Z - μ) / σ̂ per column, σ̂ = sqrt(biased var + eps).  z: (N, D) array.
+
+    Returns Ẑ (N, D) and σ̂ (D,), which the backward needs.
+    """
+    centred = z - z.mean(axis=0)
+    std = get_array_module(z).sqrt((centred**2).mean(axis=0) + eps)
+    return centred / std, std
+
+
+def standardize_backward(grad, z_hat, std):
+    """dL/dZ from dL/dẐ for Ẑ = (Z - μ) / σ̂, all columns at once.  grad, z_hat: (N, D).
+
+    Z_n enters Ẑ_n directly and through μ and σ̂, which every row shares, so
+        dL/dZ = (grad - mean_n(grad) - Ẑ · mean_n(grad · Ẑ)) / σ̂.
+    """
+    # BEGIN SOLUTION standardize: return dL/dZ for Z_hat = (Z - mean) / sqrt(var + eps)
+    return (grad - grad.mean(axis=0) - z_hat * (grad * z_hat).mean(axis=0)) / std
+    # END SOLUTION
+
+
+def cross_correlation(z_a, z_b, standardized=True, eps=EPS):
+    """C = Ẑ_aᵀ Ẑ_b / N (D, D) for arrays z_a, z_b: (N, D); for plots and logs.
+
+    With standardized=False the embeddings are only centred, so C is the cross-covariance.
+    """
+    z_a, z_b = _normalise(z_a, standardized, eps)[0], _normalise(z_b, standardized, eps)[0]
+    return z_a.T @ z_b / z_a.shape[0]
+
+
+def loss_terms(c, lambd=LAMBDA):
+    """The two parts of the loss from C (D, D): (Σ_i (1 - C_ii)², λ Σ_{i≠j} C_ij²)."""
+    diagonal = get_array_module(c).diagonal(c)
+    on_diagonal = ((1 - diagonal) ** 2).sum()
+    off_diagonal = lambd * ((c**2).sum() - (diagonal**2).sum())
+    return on_diagonal, off_diagonal
+
+
+def off_diagonal(c):
+    """The D(D-1) off-diagonal entries of a square (D, D) matrix, flattened.
+
+    The official code's trick: in the flattened matrix the diagonal entries sit D+1 apart, so
+    dropping the last entry and viewing the rest as (D-1, D+1) puts every diagonal entry but
+    the last in column 0; dropping that column leaves exactly the off-diagonal entries.
+    Works on arrays and on Tensors (then it is differentiable).
+    """
+    d = c.shape[0]
+    return c.reshape(-1)[:-1].reshape(d - 1, d + 1)[:, 1:].reshape(-1)
+
+
+class BarlowTwinsLoss(Function):
+    """L(Z_a, Z_b) with Z_a, Z_b: (N, D) -> scalar, the gradient derived by hand.
+
+    Backward, from the loss down:
+        dL/dC_ii = -2 (1 - C_ii),   dL/dC_ij = 2 λ C_ij  (i ≠ j)        call it G (D, D)
+        C = Ẑ_aᵀ Ẑ_b / N  =>  dL/dẐ_a = Ẑ_b Gᵀ / N,   dL/dẐ_b = Ẑ_a G / N   (N, D)
+    then through the standardisation of each view (`standardize_backward`).
+    """
+
+    def forward(self, z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
+        if z_a.shape != z_b.shape or z_a.ndim != 2:
+            raise ValueError(f"the two views' embeddings must both be (N, D), got "
+                             f"{z_a.shape} and {z_b.shape}")
+        self.lambd, self.standardized = lambd, standardized
+        self.z_a_hat, self.std_a = _normalise(z_a, standardized, eps)
+        self.z_b_hat, self.std_b = _normalise(z_b, standardized, eps)
+        self.c = self.z_a_hat.T @ self.z_b_hat / z_a.shape[0]
+        on_diagonal, off_diag = loss_terms(self.c, lambd)
+        return on_diagonal + off_diag
+
+    def backward(self, grad):
+        # BEGIN SOLUTION bt-loss: return (dL/dZ_a, dL/dZ_b) for the Barlow Twins loss
+        xp = get_array_module(self.c)
+        n = self.z_a_hat.shape[0]
+        dc = 2 * self.lambd * self.c
+        xp.fill_diagonal(dc, -2 * (1 - xp.diagonal(self.c)))
+        dc *= grad
+        dz_a_hat = self.z_b_hat @ dc.T / n
+        dz_b_hat = self.z_a_hat @ dc / n
+        return (
+            self._normalise_backward(dz_a_hat, self.z_a_hat, self.std_a),
+            self._normalise_backward(dz_b_hat, self.z_b_hat, self.std_b),
+        )
+        # END SOLUTION
+
+    def _normalise_backward(self, grad, z_hat, std):
+        if self.standardized:
+            return standardize_backward(grad, z_hat, std)
+        return grad - grad.mean(axis=0)  # centring only: Z - μ has dL/dZ = grad - mean(grad)
+
+
+def barlow_twins_loss(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
+    """The Barlow Twins loss of two (N, D) embedding Tensors, as one op (scalar Tensor)."""
+    return BarlowTwinsLoss.apply(z_a, z_b, lambd=lambd, standardized=standardized, eps=eps)
+
+
+def barlow_twins_loss_autograd(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
+    """The same loss composed of primitive ops, so autograd derives the gradient.
+
+    Mirrors the official code line by line: normalise, C = Ẑ_aᵀ Ẑ_b / N, on_diag, off_diag.
+    """
+    n, d = z_a.shape
+
+    def normalise(z):
+        centred = z - z.mean(axis=0)
+        return centred * (z.var(axis=0) + eps) ** -0.5 if standardized else centred
+
+    c = normalise(z_a).T @ normalise(z_b) / n
+    diagonal = c.reshape(-1)[:: d + 1]
+    on_diag = ((diagonal - 1.0) ** 2).sum()
+    off_diag = (off_diagonal(c) ** 2).sum()
+    return on_diag + lambd * off_diag
+
+
+def _normalise(z, standardized, eps):
+    """(Ẑ, σ̂) when standardized, else (Z - μ, None)."""
+    if standardized:
+        return standardize(z, eps)
+    return z - z.mean(axis=0), None

@@ -1,0 +1,104 @@
+"""Elementwise ops with NumPy broadcasting, and `unbroadcast`, which every backward uses.
+
+Broadcasting copies an input along new or size-1 axes; the chain rule then sums the gradient
+over those copies. `unbroadcast(grad, shape)` is that sum.
+"""
+
+from tinybt.backend import get_array_module
+from tinybt.tensor import Function
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`: the backward of broadcasting an array of `shape` up.
+
+    grad: (*leading, *S') where S' broadcasts from `shape`. Axes that broadcasting added in
+    front are summed away; axes where `shape` has size 1 are summed with keepdims.
+    e.g. (N, D) -> (D,) sums over N; (N, D) -> (N, 1) sums over D.
+    """
+    # BEGIN SOLUTION unbroadcast: sum grad over the axes that broadcasting added or stretched
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(axis for axis, size in enumerate(shape) if size == 1 and grad.shape[axis] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+    # END SOLUTION
+
+
+class Add(Function):
+    """z = x + y (broadcast).  dz/dx = 1, dz/dy = 1."""
+
+    def forward(self, x, y):
+        self.x_shape, self.y_shape = x.shape, y.shape
+        return x + y
+
+    def backward(self, grad):
+        # BEGIN SOLUTION add: return (dL/dx, dL/dy) for z = x + y, undoing broadcasting
+        return unbroadcast(grad, self.x_shape), unbroadcast(grad, self.y_shape)
+        # END SOLUTION
+
+
+class Mul(Function):
+    """z = x * y (broadcast).  dz/dx = y, dz/dy = x."""
+
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return x * y
+
+    def backward(self, grad):
+        # BEGIN SOLUTION mul: return (dL/dx, dL/dy) for z = x * y, undoing broadcasting
+        return unbroadcast(grad * self.y, self.x.shape), unbroadcast(grad * self.x, self.y.shape)
+        # END SOLUTION
+
+
+class Pow(Function):
+    """z = x ** p for a constant number p.  dz/dx = p x^(p-1)."""
+
+    def forward(self, x, exponent):
+        self.x, self.exponent = x, exponent
+        return x**exponent
+
+    def backward(self, grad):
+        # BEGIN SOLUTION pow: return (dL/dx,) for z = x ** p
+        return (grad * self.exponent * self.x ** (self.exponent - 1),)
+        # END SOLUTION
+
+
+class Exp(Function):
+    """z = e^x.  dz/dx = e^x = z."""
+
+    def forward(self, x):
+        self.z = get_array_module(x).exp(x)
+        return self.z
+
+    def backward(self, grad):
+        # BEGIN SOLUTION exp-log: return (dL/dx,) for z = exp(x)
+        return (grad * self.z,)
+        # END SOLUTION
+
+
+class Log(Function):
+    """z = ln x.  dz/dx = 1 / x."""
+
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).log(x)
+
+    def backward(self, grad):
+        # BEGIN SOLUTION exp-log: return (dL/dx,) for z = log(x)
+        return (grad / self.x,)
+        # END SOLUTION
+
+
+class ReLU(Function):
+    """z = max(x, 0).  dz/dx = 1 where x > 0, else 0."""
+
+    def forward(self, x):
+        self.positive = x > 0
+        return x * self.positive
+
+    def backward(self, grad):
+        # BEGIN SOLUTION relu: return (dL/dx,) for z = max(x, 0)
+        return (grad * self.positive,)
+        # END SOLUTION
