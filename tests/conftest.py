@@ -35,3 +35,29 @@ def assert_close(actual, expected, rtol=1e-6, atol=1e-8, what="arrays"):
     actual, expected = backend.to_host(actual), backend.to_host(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--exercise", metavar="TASK",
+        help="run only the tests of learners' exercise TASK (see docs/EXERCISES.md)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Record each test's exercise task id; with --exercise TASK, keep only that task's tests.
+
+    The task id goes into the test's user_properties, so that the JUnit XML report which
+    `python -m tinybt.exercises check` reads says which task each test belongs to.
+    """
+    wanted = config.getoption("--exercise")
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("exercise")
+        task = marker.args[0] if marker else None
+        if task is not None:
+            item.user_properties.append(("exercise", task))
+        (kept if wanted is None or task == wanted else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

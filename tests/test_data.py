@@ -1,0 +1,414 @@
+"""Datasets, the downloader and the progress bar.
+
+The CIFAR-10 reader is checked on the real subset in ../shared (skipped where it is absent) and
+on small archives of the official layout built here; the downloader against a local HTTP server.
+No test touches the internet.
+"""
+
+import hashlib
+import http.server
+import io
+import os
+import pickle
+import tarfile
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tinybt.data import Dataset, channel_stats, cifar10, load_dataset, shapes
+from tinybt.data.download import download
+from tinybt.errors import TinyBTError
+from tinybt.progress import ProgressBar
+
+CIFAR_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
+]  # fmt: skip
+
+
+# Shapes.
+
+
+@pytest.fixture(scope="module")
+def shapes_train(tmp_path_factory):
+    """The default shapes training split, generated once for this module."""
+    return load_dataset("shapes", split="train", data_dir=tmp_path_factory.mktemp("data"))
+
+
+def test_shapes_default_split_is_balanced_uint8_with_shape_names(shapes_train):
+    assert shapes_train.images.shape == (5000, 32, 32, 3)
+    assert shapes_train.images.dtype == np.uint8
+    assert shapes_train.labels.dtype == np.int64
+    assert len(shapes_train.classes) >= 8
+    assert {"disc", "ring", "square", "triangle", "cross", "star", "bar"} <= set(
+        shapes_train.classes
+    )
+    counts = np.bincount(shapes_train.labels, minlength=len(shapes_train.classes))
+    assert (counts == 5000 // len(shapes_train.classes)).all(), counts
+
+
+def test_shapes_colour_says_nothing_about_the_class(shapes_train):
+    # Per-image mean colours have a std of about 0.2 per channel, so the mean over one class's
+    # 625 images has a standard error of about 0.008: 0.03 is almost 4 standard errors.
+    colour = shapes_train.images.reshape(len(shapes_train), -1, 3).mean(axis=1) / 255
+    overall = colour.mean(axis=0)
+    for label, name in enumerate(shapes_train.classes):
+        class_mean = colour[shapes_train.labels == label].mean(axis=0)
+        assert np.abs(class_mean - overall).max() < 0.03, (name, class_mean, overall)
+
+
+def test_shapes_statistics_are_those_of_the_training_images(shapes_train):
+    mean, std = channel_stats(shapes_train.images)
+    np.testing.assert_allclose(shapes_train.mean, mean)
+    np.testing.assert_allclose(shapes_train.std, std)
+    pixels = shapes_train.images.reshape(-1, 3) / 255
+    np.testing.assert_allclose(mean, pixels.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(std, pixels.std(axis=0), atol=1e-6)
+
+
+def test_shapes_are_deterministic_and_splits_differ(tmp_path):
+    first, second = np.random.default_rng(7), np.random.default_rng(7)
+    images_a, labels_a = shapes.generate(64, 32, first)
+    images_b, labels_b = shapes.generate(64, 32, second)
+    np.testing.assert_array_equal(images_a, images_b)
+    np.testing.assert_array_equal(labels_a, labels_b)
+    other, _ = shapes.generate(64, 32, np.random.default_rng(8))
+    assert not np.array_equal(images_a, other)
+
+    train = load_dataset("shapes", "train", tmp_path, seed=3, num_train=80, num_test=40)
+    test = load_dataset("shapes", "test", tmp_path, seed=3, num_train=80, num_test=40)
+    assert not np.array_equal(train.images[:40], test.images)
+    np.testing.assert_array_equal(train.mean, test.mean)  # the test split uses train statistics
+
+
+def test_shapes_cache_is_keyed_by_parameters_and_survives_corruption(tmp_path):
+    first = load_dataset("shapes", "train", tmp_path, seed=1, num_train=16, num_test=8)
+    files = sorted(path.name for path in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].endswith(".npz"), files
+    cached = load_dataset("shapes", "train", tmp_path, seed=1, num_train=16, num_test=8)
+    np.testing.assert_array_equal(first.images, cached.images)
+
+    load_dataset("shapes", "train", tmp_path, seed=1, num_train=24, num_test=8)
+    assert len(list(tmp_path.iterdir())) == 2  # another count, another file
+
+    (tmp_path / files[0]).write_bytes(b"not a zip file")
+    again = load_dataset("shapes", "train", tmp_path, seed=1, num_train=16, num_test=8)
+    np.testing.assert_array_equal(first.images, again.images)
+    assert not list(tmp_path.glob("*.part"))
+
+
+# Dataset and its batches.
+
+
+def small_dataset(count=10):
+    images = np.arange(count * 2 * 2 * 3, dtype=np.uint8).reshape(count, 2, 2, 3)
+    return Dataset(images, np.arange(count), ["a"], (0.5,) * 3, (0.2,) * 3, "toy", "train")
+
+
+def test_batches_cover_every_image_once_in_a_seeded_order():
+    dataset = small_dataset(10)
+    batches = list(dataset.batches(4, np.random.default_rng(0), shuffle=True, drop_last=False))
+    assert [len(labels) for _, labels in batches] == [4, 4, 2]
+    seen = np.concatenate([labels for _, labels in batches])
+    assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))
+    for images, labels in batches:
+        np.testing.assert_array_equal(images, dataset.images[labels])
+        assert images.dtype == np.uint8
+
+    again = list(dataset.batches(4, np.random.default_rng(0), shuffle=True, drop_last=False))
+    np.testing.assert_array_equal(seen, np.concatenate([labels for _, labels in again]))
+    in_order = list(dataset.batches(4, np.random.default_rng(0), shuffle=False, drop_last=True))
+    assert [list(labels) for _, labels in in_order] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_batches_reject_impossible_sizes():
+    with pytest.raises(TinyBTError, match="smaller batch size"):
+        next(small_dataset(10).batches(11, np.random.default_rng(0)))
+    with pytest.raises(TinyBTError, match="at least 1"):
+        next(small_dataset(10).batches(0, np.random.default_rng(0)))
+
+
+def test_dataset_rejects_images_that_are_not_uint8_rgb():
+    with pytest.raises(TinyBTError, match="uint8"):
+        Dataset(np.zeros((2, 4, 4, 3)), np.zeros(2), ["a"], (0,) * 3, (1,) * 3)
+    with pytest.raises(TinyBTError, match="one label each"):
+        Dataset(np.zeros((2, 4, 4, 3), np.uint8), np.zeros(3), ["a"], (0,) * 3, (1,) * 3)
+
+
+def test_load_dataset_names_its_choices():
+    with pytest.raises(TinyBTError, match="shapes, cifar10, folder"):
+        load_dataset("mnist")
+    with pytest.raises(TinyBTError, match="train, test"):
+        load_dataset("shapes", split="valid")
+    with pytest.raises(TinyBTError, match="test_every"):
+        load_dataset("folder", data_dir=".", num_train=3)
+
+
+# CIFAR-10: the real subset.
+
+
+def test_cifar_subset_from_archive_and_from_extracted_folder(cifar_subset_archive, tmp_path):
+    train = load_dataset("cifar10", "train", cifar_subset_archive)
+    test = load_dataset("cifar10", "test", cifar_subset_archive)
+    assert train.images.shape == (5170, 32, 32, 3) and test.images.shape == (1017, 32, 32, 3)
+    assert train.images.dtype == np.uint8 and train.labels.dtype == np.int64
+    assert train.classes == CIFAR_CLASSES
+    assert set(np.unique(train.labels)) == set(range(10))
+    np.testing.assert_allclose(train.mean, [0.4914, 0.4822, 0.4465])
+
+    with tarfile.open(cifar_subset_archive) as tar:
+        tar.extractall(tmp_path, filter="data")
+    for folder in (tmp_path, tmp_path / "cifar-10-batches-py"):
+        extracted = load_dataset("cifar10", "test", folder)
+        np.testing.assert_array_equal(extracted.images, test.images)
+        np.testing.assert_array_equal(extracted.labels, test.labels)
+
+    # Rows are channel-major: the first 1024 values of a row are the red 32x32 image.
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "rb") as file:
+        raw = pickle.load(file, encoding="bytes")
+    np.testing.assert_array_equal(test.images[5, :, :, 0], raw[b"data"][5, :1024].reshape(32, 32))
+    np.testing.assert_array_equal(test.images[5, :, :, 2], raw[b"data"][5, 2048:].reshape(32, 32))
+    assert test.labels[:20].tolist() == raw[b"labels"][:20]
+
+
+# CIFAR-10: small archives of the official layout.
+
+
+def batch_bytes(rng, count, name):
+    """One batch file as Python 2 wrote it (protocol 2, bytes keys)."""
+    batch = {
+        b"batch_label": name.encode(),
+        b"labels": rng.integers(0, 10, size=count).tolist(),
+        b"data": rng.integers(0, 256, size=(count, 3072), dtype=np.uint8),
+        b"filenames": [f"{name}_{i}.png".encode() for i in range(count)],
+    }
+    return pickle.dumps(batch, protocol=2)
+
+
+def make_cifar_archive(path, per_batch=3, seed=0, leave_out=()):
+    """A .tar.gz of cifar-10-batches-py/ with `per_batch` images in each batch file."""
+    rng = np.random.default_rng(seed)
+    files = {name: batch_bytes(rng, per_batch, name) for name in cifar10.FILES[:-1]}
+    meta = {b"label_names": [name.encode() for name in CIFAR_CLASSES], b"num_vis": 3072}
+    files["batches.meta"] = pickle.dumps(meta, protocol=2)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            if name in leave_out:
+                continue
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_small_archive_reads_every_split(tmp_path):
+    archive = make_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=3)
+    train = load_dataset("cifar10", "train", tmp_path)  # finds the archive inside the folder
+    test = load_dataset("cifar10", "test", archive)
+    assert len(train) == 15 and len(test) == 3
+    assert train.classes == CIFAR_CLASSES
+
+
+def test_truncated_archive_is_reported_in_one_line(tmp_path):
+    archive = make_cifar_archive(tmp_path / "full.tar.gz", per_batch=40)
+    data = archive.read_bytes()
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TinyBTError, match="truncated or corrupt") as error:
+        load_dataset("cifar10", "test", truncated)
+    assert str(truncated) in str(error.value) and "\n" not in str(error.value)
+
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(b"\x1f\x8b" + os.urandom(200))
+    with pytest.raises(TinyBTError, match="truncated or corrupt"):
+        load_dataset("cifar10", "train", garbage)
+
+
+def test_missing_batch_files_are_named(tmp_path):
+    archive = make_cifar_archive(tmp_path / "a.tar.gz", leave_out={"data_batch_3"})
+    load_dataset("cifar10", "test", archive)  # the test split does not need it
+    with pytest.raises(TinyBTError, match="data_batch_3"):
+        load_dataset("cifar10", "train", archive)
+
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "extracted", filter="data")
+    (tmp_path / "extracted" / "cifar-10-batches-py" / "batches.meta").unlink()
+    with pytest.raises(TinyBTError, match="batches.meta is missing"):
+        load_dataset("cifar10", "test", tmp_path / "extracted")
+
+
+def test_nothing_there_says_how_to_download(tmp_path):
+    with pytest.raises(TinyBTError, match="download=True"):
+        load_dataset("cifar10", "train", tmp_path / "empty")
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(pickle.dumps(os.getcwd, protocol=2))
+    with pytest.raises(TinyBTError, match="refusing to load"):
+        load_dataset("cifar10", "test", tmp_path)
+
+
+# Download, against a local server.
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server: /good serves PAYLOAD; /short promises more bytes than it sends."""
+    payload = os.urandom(300_000)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path not in ("/good", "/short"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload if self.path == "/good" else payload[:1000])
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", payload
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_writes_the_file_when_the_md5_matches(server, tmp_path):
+    url, payload = server
+    path = download(f"{url}/good", tmp_path / "sub" / "file.bin", hashlib.md5(payload).hexdigest())
+    assert path.read_bytes() == payload
+    assert [p.name for p in path.parent.iterdir()] == ["file.bin"]
+
+
+def test_download_with_wrong_md5_leaves_nothing(server, tmp_path):
+    url, _ = server
+    with pytest.raises(TinyBTError, match="expected 0+: the file was deleted"):
+        download(f"{url}/good", tmp_path / "file.bin", "0" * 32)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_short_or_failed_download_leaves_nothing(server, tmp_path):
+    url, payload = server
+    with pytest.raises(TinyBTError, match=f"of {len(payload)} bytes|failed after"):
+        download(f"{url}/short", tmp_path / "file.bin", hashlib.md5(payload).hexdigest())
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(TinyBTError, match="HTTP 404"):
+        download(f"{url}/missing", tmp_path / "file.bin", hashlib.md5(payload).hexdigest())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cifar_downloads_when_asked(monkeypatch, tmp_path):
+    archive = make_cifar_archive(tmp_path / "served.tar.gz").read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(archive)))
+            self.end_headers()
+            self.wfile.write(archive)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
+        monkeypatch.setattr(cifar10, "URL", url)
+        monkeypatch.setattr(cifar10, "MD5", hashlib.md5(archive).hexdigest())
+        test = load_dataset("cifar10", "test", tmp_path / "data", download=True)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert len(test) == 3
+    assert (tmp_path / "data" / "cifar-10-python.tar.gz").read_bytes() == archive
+
+
+# Image folders.
+
+
+def write_image(path, colour, size=(40, 24)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+
+
+def test_folder_splits_each_class_every_kth_file(tmp_path):
+    for index in range(6):
+        write_image(tmp_path / "red" / f"{index}.png", (250, 0, 0))
+        write_image(tmp_path / "blue" / f"{index}.JPG", (0, 0, 250), size=(20, 50))
+    (tmp_path / "blue" / "notes.txt").write_text("not an image")
+    train = load_dataset("folder", "train", tmp_path, size=16, test_every=3)
+    test = load_dataset("folder", "test", tmp_path, size=16, test_every=3)
+    assert train.classes == ["blue", "red"]
+    assert train.images.shape == (8, 16, 16, 3) and test.images.shape == (4, 16, 16, 3)
+    assert np.bincount(test.labels).tolist() == [2, 2]
+    red = train.images[train.labels == 1]
+    assert (red[..., 0] > 240).all() and (red[..., 2] < 10).all()
+    blue = test.images[test.labels == 0]  # JPEG: close to, not exactly, the colour written
+    assert (np.abs(blue.astype(int) - (0, 0, 250)) < 12).all()
+    np.testing.assert_allclose(train.mean, [0.5 * 250 / 255, 0, 0.5 * 250 / 255], atol=0.02)
+
+
+def test_folder_with_train_and_test_folders_uses_them(tmp_path):
+    for split, count in (("train", 3), ("test", 2)):
+        for name in ("cat", "dog"):
+            for index in range(count):
+                write_image(tmp_path / split / name / f"{index}.jpeg", (10, 200, 10))
+    assert len(load_dataset("folder", "train", tmp_path)) == 6
+    test = load_dataset("folder", "test", tmp_path)
+    assert len(test) == 4 and test.classes == ["cat", "dog"]
+    assert test.images.shape[1:] == (32, 32, 3)
+
+
+def test_folder_errors_name_the_problem(tmp_path):
+    with pytest.raises(TinyBTError, match="does not exist"):
+        load_dataset("folder", "train", tmp_path / "nowhere")
+    with pytest.raises(TinyBTError, match="no class subfolders"):
+        load_dataset("folder", "train", tmp_path)
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(TinyBTError, match="no .png or .jpg"):
+        load_dataset("folder", "train", tmp_path)
+    (tmp_path / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(TinyBTError, match="broken.png"):
+        load_dataset("folder", "train", tmp_path)
+
+
+# Progress bar.
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_in_a_log_prints_at_most_ten_lines():
+    log = io.StringIO()
+    with ProgressBar(1000, "epoch 1", stream=log) as bar:
+        for step in range(1000):
+            bar.update(loss=1 / (step + 1))
+    lines = log.getvalue().splitlines()
+    assert 1 <= len(lines) <= 10
+    assert lines[-1] == "epoch 1 1000/1000 [##########] 100% loss=0.001"
+
+
+def test_progress_bar_on_a_terminal_redraws_one_line():
+    terminal = FakeTerminal()
+    bar = ProgressBar(120, "train", stream=terminal)
+    bar.update(37, loss=1.2345678, **{"img/s": 812})
+    assert terminal.getvalue() == "\rtrain 37/120 [###       ] 31% loss=1.235 img/s=812"
+    bar.close()
+    assert terminal.getvalue().endswith("\n") and terminal.getvalue().count("\n") == 1
+
+
+def test_progress_bar_without_a_total_counts_megabytes():
+    log = io.StringIO()
+    with ProgressBar(None, "get", unit="B", stream=log) as bar:
+        bar.update(2_500_000)
+    assert log.getvalue() == "get 2.5MB\n"

@@ -1,0 +1,106 @@
+"""Training end to end, kept to seconds: the loss falls, checkpoints resume exactly, Ctrl-C
+saves, NaN stops with a message, and the command line speaks in one-line errors."""
+
+import json
+import signal
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tinybt import train as train_module
+from tinybt.checkpoint import load_checkpoint
+from tinybt.errors import TinyBTError
+from tinybt.train import PRESETS, Config, Run, main, train
+
+
+def tiny_config(tmp_path, **changes):
+    """Two short epochs on 256 generated shapes; data cached in a shared test folder."""
+    config = replace(Config(), **PRESETS["tiny"], evaluate=False)
+    data_dir = tmp_path.parent / "tinybt-data"
+    return replace(config, data_dir=str(data_dir), out=str(tmp_path / "run"), **changes)
+
+
+def losses(result):
+    return [record["loss"] for record in result["metrics"]]
+
+
+def test_short_run_lowers_the_loss_and_writes_its_files(tmp_path):
+    config = tiny_config(tmp_path, epochs=4, lr=3e-3)
+    result = train(config, progress=False, log=lambda *_: None)
+    history = losses(result)
+    assert len(history) == 4
+    assert history[-1] < 0.9 * history[0], f"loss did not fall: {history}"
+    record = result["metrics"][-1]
+    for key in ("on_diag", "off_diag", "diag_mean", "off_diag_rms", "images_per_second"):
+        assert np.isfinite(record[key])
+    out = tmp_path / "run"
+    for name in ("checkpoint.npz", "metrics.jsonl", "snapshots.npz", "cross_correlation.png",
+                 "cross_correlation.gif"):
+        assert (out / name).exists(), name
+    with np.load(out / "snapshots.npz") as snapshots:
+        steps, matrices = snapshots["steps"], snapshots["matrices"]
+    assert steps[0] == 0 and steps[-1] == 4 * (256 // 32)
+    assert matrices.shape == (len(steps), 32, 32)
+    # C on the held-out views moves towards the identity: the diagonal rises.
+    assert np.diagonal(matrices[-1], axis1=0, axis2=1).mean() > np.diagonal(matrices[0]).mean()
+
+
+def test_same_seed_same_run(tmp_path):
+    first = train(tiny_config(tmp_path / "a"), progress=False, log=lambda *_: None)
+    second = train(tiny_config(tmp_path / "b"), progress=False, log=lambda *_: None)
+    assert losses(first) == losses(second)
+
+
+def test_interrupted_run_resumes_to_the_same_losses(tmp_path, monkeypatch):
+    reference = losses(train(tiny_config(tmp_path / "whole"), progress=False,
+                             log=lambda *_: None))
+
+    # Ctrl-C in the middle of the first epoch (step 3 of 8): a real SIGINT to this process.
+    real_step, calls = train_module.train_step, []
+
+    def step_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step_then_interrupt)
+    config = tiny_config(tmp_path / "split")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, log=lambda *_: None)
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    meta = load_checkpoint(tmp_path / "split" / "run" / "checkpoint.npz")[2]
+    assert (meta["epoch"], meta["batch"]) == (0, 3), "the step in progress finishes, then saves"
+
+    resumed = train(config, resume=True, progress=False, log=lambda *_: None)
+    assert losses(resumed) == reference
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow on the way to NaN is the point
+def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
+    config = tiny_config(tmp_path, optimizer="sgd", lr=1e12, warmup_epochs=0.0, epochs=3)
+    with pytest.raises(TinyBTError, match=r"the loss became nan at step \d+ .* lower it"):
+        train(config, progress=False, log=lambda *_: None)
+
+
+def test_batch_larger_than_dataset_is_refused(tmp_path):
+    with pytest.raises(TinyBTError, match="larger than the 256 training images"):
+        Run(tiny_config(tmp_path, batch_size=512), progress=False)
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    status = main(["--preset", "tiny", "--dataset", "cifar10", "--data-dir",
+                   str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
+    assert status == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error
+    assert main(["--preset", "tiny", "--resume", "--out", str(tmp_path / "none")]) == 2
+
+
+def test_command_line_run_and_resume(tmp_path, capsys):
+    args = ["--preset", "tiny", "--no-evaluate", "--epochs", "1", "--out", str(tmp_path / "run"),
+            "--data-dir", str(tmp_path.parent / "tinybt-data")]
+    assert main(args) == 0
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]

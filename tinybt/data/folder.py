@@ -1,0 +1,102 @@
+"""Your own photographs: a folder with one subfolder of images per class.
+
+    root/cat/0001.jpg          root/train/cat/0001.jpg
+    root/cat/0002.png    or    root/train/dog/...
+    root/dog/...               root/test/cat/...
+
+With the layout on the right the split is yours. With the one on the left, tinybt splits each
+class itself, deterministically: its files sorted by name, every `test_every`-th goes to the
+test split (the 5th, 10th, ... with the default 5, so a fifth of each class), the rest to train.
+
+Each image is read with pillow, converted to RGB, cropped to the centred square and resized to
+`size` x `size`: cropping first keeps the proportions, where a plain resize would squash a
+landscape photograph.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from tinybt.data.dataset import Dataset, channel_stats
+from tinybt.errors import TinyBTError
+
+EXTENSIONS = {".png", ".jpg", ".jpeg"}
+
+
+def load(split, data_dir, size=32, test_every=5):
+    """The `split` ("train" or "test") of the image folder `data_dir`, as a Dataset.
+
+    Both splits are read, since the mean and std always come from the training images.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise TinyBTError(f"image folder {root} does not exist: pass the folder of class folders")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        classes = _class_names(root / "train")
+        files = {
+            "train": _list_images(root / "train", classes),
+            "test": _list_images(root / "test", classes),
+        }
+    else:
+        classes = _class_names(root)
+        files = _split_every(_list_images(root, classes), test_every)
+    train_images = _read_images([path for path, _ in files["train"]], size)
+    mean, std = channel_stats(train_images)
+    images = train_images if split == "train" else _read_images([p for p, _ in files[split]], size)
+    return Dataset(
+        images=images,
+        labels=np.array([label for _, label in files[split]], dtype=np.int64),
+        classes=classes,
+        mean=mean,
+        std=std,
+        name=f"folder {root}",
+        split=split,
+    )
+
+
+def _class_names(root):
+    """The sorted names of the subfolders of `root`: one class each."""
+    classes = sorted(path.name for path in root.iterdir() if path.is_dir())
+    if not classes:
+        raise TinyBTError(f"{root} has no class subfolders: put each class's images in root/name/")
+    return classes
+
+
+def _list_images(root, classes):
+    """[(path, label)] for the images of every class folder, sorted by class, then file name."""
+    files = []
+    for label, name in enumerate(classes):
+        folder = root / name
+        paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in EXTENSIONS)
+        files += [(path, label) for path in paths]
+    if not files:
+        raise TinyBTError(f"no .png or .jpg images in the class folders of {root}")
+    return files
+
+
+def _split_every(files, test_every):
+    """{"train": [...], "test": [...]}: every `test_every`-th file of each class to test."""
+    if test_every < 2:
+        raise TinyBTError(f"test_every must be at least 2, got {test_every}")
+    split = {"train": [], "test": []}
+    position = {}  # how many files of each class have been seen
+    for path, label in files:
+        position[label] = position.get(label, 0) + 1
+        split["test" if position[label] % test_every == 0 else "train"].append((path, label))
+    if not split["train"]:
+        raise TinyBTError("the image folder has no training images: add images to each class")
+    return split
+
+
+def _read_images(paths, size):
+    """uint8 (len(paths), size, size, 3): each image centre-cropped to a square and resized."""
+    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    for index, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                square = ImageOps.fit(image.convert("RGB"), (size, size), Image.BICUBIC)
+        except OSError as error:
+            raise TinyBTError(f"cannot read image {path} ({error}): remove or replace it") from None
+        images[index] = np.asarray(square)
+    return images

@@ -1,0 +1,64 @@
+"""Batch standardisation, the heart of batch norm, with a fused, hand-derived backward.
+
+Batch norm (Ioffe & Szegedy, 2015) standardises each feature over the batch and then applies
+a learnt affine map: y = γ x̂ + β. Only the standardisation x̂ needs an op of its own: its
+mean and variance depend on every row of the batch, and writing its gradient as one formula
+is both faster and easier to check than composing it from a dozen primitive ops. The affine
+part, and evaluation with fixed running statistics, are plain elementwise arithmetic (see
+tinybt.nn.BatchNorm1d). The Barlow Twins loss standardises its embeddings with the same op.
+"""
+
+from tinybt.backend import get_array_module
+from tinybt.tensor import Function
+
+
+class BatchStandardize(Function):
+    """x̂ = (x - μ) / sqrt(σ² + eps) for each feature, μ and σ² its mean and biased variance
+    over the batch.
+
+    x: (N, D), statistics over axis 0; or (N, C, H, W), statistics over axes 0, 2, 3 (each
+    channel is one feature, seen at every pixel of every image) -> x̂, same shape.
+
+    running_mean, running_var: optional (D,) or (C,) arrays that are updated in place, as
+    PyTorch's batch norm does: r = (1 - momentum) r + momentum b, where b is the batch mean,
+    or for running_var the unbiased variance m σ² / (m - 1), m values per feature.
+
+    Backward. Write g = dL/dx̂, σ̂ = sqrt(σ² + eps), and means over the m values of a feature.
+    x_k moves x̂_k directly and every x̂_l through μ and σ̂:
+        dμ/dx_k = 1/m,   dσ²/dx_k = 2 (x_k - μ) / m,   so dσ̂/dx_k = x̂_k / m
+        dx̂_l/dx_k = (δ_lk - 1/m) / σ̂ - (x_l - μ) / σ̂² · x̂_k / m = (δ_lk - 1/m - x̂_l x̂_k / m) / σ̂
+        dL/dx_k = Σ_l g_l dx̂_l/dx_k = (g_k - mean(g) - x̂_k mean(g ⊙ x̂)) / σ̂
+    """
+
+    def forward(self, x, eps=1e-5, running_mean=None, running_var=None, momentum=0.1):
+        if x.ndim not in (2, 4):
+            raise ValueError(
+                f"batch standardisation needs (N, D) or (N, C, H, W) input, got shape {x.shape}"
+            )
+        xp = get_array_module(x)
+        self.axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        count = x.size // x.shape[1]  # m: values per feature
+        if count < 2:
+            raise ValueError(
+                f"batch statistics need more than one value per feature, got shape {x.shape}: "
+                "use a batch of at least 2, or eval mode"
+            )
+        mean = x.mean(axis=self.axes, keepdims=True)
+        centred = x - mean
+        var = (centred**2).mean(axis=self.axes, keepdims=True)  # biased: divides by m
+        self.inv_std = 1 / xp.sqrt(var + eps)
+        self.x_hat = centred * self.inv_std
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean.reshape(-1)
+        if running_var is not None:
+            running_var *= 1 - momentum
+            running_var += momentum * count / (count - 1) * var.reshape(-1)
+        return self.x_hat
+
+    def backward(self, grad):
+        # BEGIN SOLUTION batchnorm: return (dL/dx,) for x_hat = (x - mean) / sqrt(var + eps)
+        mean_grad = grad.mean(axis=self.axes, keepdims=True)
+        mean_grad_x_hat = (grad * self.x_hat).mean(axis=self.axes, keepdims=True)
+        return (self.inv_std * (grad - mean_grad - self.x_hat * mean_grad_x_hat),)
+        # END SOLUTION

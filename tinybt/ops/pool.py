@@ -1,0 +1,90 @@
+"""Pooling: summarise each KH x KW window of every channel by its maximum or its mean.
+
+Like im2col, the windows are visited one kernel offset (i, j) at a time: x[offset(i, j, ...)]
+is entry (i, j) of every window of every image and channel, so there is no loop over pixels.
+"""
+
+from tinybt.backend import get_array_module
+from tinybt.ops.conv import offset, output_size, pair
+from tinybt.tensor import Function
+
+
+def _grid(shape, kernel_size, stride, what):
+    """(KH, KW, OH, OW) for pooling an (N, C, H, W) array of `shape`, or a one-line error."""
+    if len(shape) != 4:
+        raise ValueError(f"{what} needs (N, C, H, W) input, got shape {shape}")
+    KH, KW = pair(kernel_size)
+    OH, OW = output_size(shape[2], KH, stride, 0), output_size(shape[3], KW, stride, 0)
+    if OH < 1 or OW < 1:
+        raise ValueError(f"{what}: a {KH}x{KW} window does not fit in a {shape[2:]} input")
+    return KH, KW, OH, OW
+
+
+class MaxPool2d(Function):
+    """out = the largest entry of each window.  x: (N, C, H, W) -> out: (N, C, OH, OW),
+    windows KH x KW, `stride` apart, OH = (H - KH) // stride + 1 (likewise OW).
+
+    d out/dx = 1 for the entry that is the window's maximum, 0 for the others: the gradient is
+    routed to the argmax. Ties: the first maximum in row-major order within the window takes
+    the whole gradient (what argmax returns, and what PyTorch does on the CPU). With
+    overlapping windows (stride < kernel) an entry can be the maximum of several windows and
+    receives the sum of their gradients.
+    """
+
+    def forward(self, x, kernel_size, stride):
+        xp = get_array_module(x)
+        KH, KW, OH, OW = _grid(x.shape, kernel_size, stride, "max pooling")
+        # windows[k] is entry k = i KW + j of every window: (KH KW, N, C, OH, OW)
+        windows = xp.stack([x[offset(i, j, OH, OW, stride)] for i in range(KH) for j in range(KW)])
+        self.argmax = windows.argmax(axis=0)
+        self.x_shape, self.kernel, self.stride = x.shape, (KH, KW), stride
+        return windows.max(axis=0)
+
+    def backward(self, grad):
+        # BEGIN SOLUTION maxpool: send each window's grad to the entry that was its maximum
+        xp = get_array_module(grad)
+        (KH, KW), (OH, OW) = self.kernel, grad.shape[2:]
+        dx = xp.zeros(self.x_shape, dtype=grad.dtype)
+        for i in range(KH):
+            for j in range(KW):
+                dx[offset(i, j, OH, OW, self.stride)] += grad * (self.argmax == i * KW + j)
+        return (dx,)
+        # END SOLUTION
+
+
+class AvgPool2d(Function):
+    """out = the mean of each window.  x: (N, C, H, W) -> out: (N, C, OH, OW), windows as in
+    MaxPool2d.
+
+    d out/dx = 1 / (KH KW) for each entry of the window: every entry receives grad / (KH KW),
+    summed over the windows it belongs to.
+    """
+
+    def forward(self, x, kernel_size, stride):
+        KH, KW, OH, OW = _grid(x.shape, kernel_size, stride, "average pooling")
+        self.x_shape, self.kernel, self.stride = x.shape, (KH, KW), stride
+        total = sum(x[offset(i, j, OH, OW, stride)] for i in range(KH) for j in range(KW))
+        return total / (KH * KW)
+
+    def backward(self, grad):
+        # BEGIN SOLUTION avgpool: spread each window's grad evenly over its KH KW entries
+        xp = get_array_module(grad)
+        (KH, KW), (OH, OW) = self.kernel, grad.shape[2:]
+        dx = xp.zeros(self.x_shape, dtype=grad.dtype)
+        share = grad / (KH * KW)
+        for i in range(KH):
+            for j in range(KW):
+                dx[offset(i, j, OH, OW, self.stride)] += share
+        return (dx,)
+        # END SOLUTION
+
+
+def global_avg_pool2d(x):
+    """The mean of each channel over the whole image.  x: (N, C, H, W) Tensor -> (N, C).
+
+    Not an op of its own: it is x.mean(axis=(2, 3)), and autograd composes its backward
+    (every pixel receives grad / (H W)) from Sum and Mul.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"global average pooling needs (N, C, H, W) input, got shape {x.shape}")
+    return x.mean(axis=(2, 3))

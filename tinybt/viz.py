@@ -1,0 +1,104 @@
+"""Figures, written straight to PNG files.
+
+Figures are drawn on a matplotlib `Figure` with the Agg canvas, without pyplot: no window
+opens, nothing changes matplotlib's global state, and it works the same on a headless server
+as in a notebook.
+"""
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from tinybt import backend
+
+CELL_INCHES = 1.3  # size of one image in a grid
+
+
+def save_view_grid(originals, view_a, view_b, path, mean, std):
+    """Write a PNG grid: one row per image, columns original | view 1 | view 2.
+
+    originals  uint8 (N, H, W, 3), as stored in a Dataset
+    view_a, view_b  normalised float32 (N, 3, S, S), as the augmentation pipeline returns them
+                    (either backend); mean, std (3,) are what they were normalised with.
+    """
+    columns = [
+        ("original", np.asarray(backend.to_host(originals))),
+        ("view 1", displayable(view_a, mean, std)),
+        ("view 2", displayable(view_b, mean, std)),
+    ]
+    rows = len(columns[0][1])
+    figure = Figure(figsize=(3 * CELL_INCHES, rows * CELL_INCHES))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, 3, squeeze=False)
+    for column, (title, images) in enumerate(columns):
+        axes[0, column].set_title(title, fontsize=9)
+        for row in range(rows):
+            axes[row, column].imshow(images[row], interpolation="nearest")
+            axes[row, column].set_axis_off()
+    figure.tight_layout(pad=0.3)
+    figure.savefig(path, dpi=100)
+
+
+def displayable(views, mean, std):
+    """Normalised float (N, 3, S, S) -> uint8 (N, S, S, 3) on the host: x * std + mean, clipped."""
+    images = backend.to_host(views).transpose(0, 2, 3, 1)
+    images = images * np.asarray(std, dtype=np.float32) + np.asarray(mean, dtype=np.float32)
+    return np.round(np.clip(images, 0, 1) * 255).astype(np.uint8)
+
+
+# ----- the cross-correlation matrix converging to the identity -----
+def _heatmap_block(matrix, size=64):
+    """The top-left size x size block of C: with D = 512 the whole matrix is too fine to see."""
+    return np.asarray(matrix, dtype=np.float32)[:size, :size]
+
+
+def save_cross_correlation_grid(steps, matrices, path, columns=6, size=64):
+    """Heatmaps of C (D, D) at up to `columns` of the snapshot steps, first to last, beside
+    its mean diagonal and off-diagonal RMS over all steps. Written as a PNG to `path`.
+
+    A converging run shows the diagonal lighting up (C_ii -> 1) while the rest fades to 0.
+    """
+    steps, matrices = list(steps), np.asarray(matrices, dtype=np.float32)
+    shown = np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).astype(int))
+    figure = Figure(figsize=(2.2 * len(shown) + 3.5, 2.6))
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(1, len(shown) + 1, width_ratios=[1] * len(shown) + [1.6])
+    for column, index in enumerate(shown):
+        axes = figure.add_subplot(grid[0, column])
+        image = axes.imshow(_heatmap_block(matrices[index], size), cmap="RdBu_r", vmin=-1, vmax=1)
+        axes.set_title(f"step {steps[index]}", fontsize=9)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.colorbar(image, ax=figure.axes, fraction=0.02, pad=0.01)
+    curves = figure.add_subplot(grid[0, -1])
+    diagonal = [np.diagonal(m).mean() for m in matrices]
+    off = [_off_diagonal_rms(m) for m in matrices]
+    x = np.array(steps) + 1  # log axis: step 0 drawn at 1
+    curves.semilogx(x, diagonal, label="mean $C_{ii}$")
+    curves.semilogx(x, off, label="RMS $C_{ij}$, i≠j")
+    curves.set_xlabel("step + 1")
+    curves.set_ylim(-0.05, 1.05)
+    curves.legend(fontsize=8)
+    figure.suptitle(
+        f"cross-correlation of the two views (first {size} of {matrices.shape[-1]} dimensions)",
+        fontsize=10,
+    )
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def _off_diagonal_rms(matrix):
+    d = matrix.shape[0]
+    return float(np.sqrt((np.sum(matrix**2) - np.sum(np.diagonal(matrix) ** 2)) / (d * d - d)))
+
+
+def save_cross_correlation_gif(steps, matrices, path, size=64, scale=4, milliseconds=400):
+    """An animated GIF of C's top-left block at every snapshot (red +1, white 0, blue -1)."""
+    frames = []
+    colormap = matplotlib.colormaps["RdBu_r"]
+    for matrix in np.asarray(matrices, dtype=np.float32):
+        rgb = colormap((_heatmap_block(matrix, size) + 1) / 2)[..., :3]
+        image = Image.fromarray((rgb * 255).astype(np.uint8))
+        frames.append(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=milliseconds, loop=0)
