@@ -53,8 +53,11 @@ def torch_step(batch_size):
 
     layers, channels = [], 3
     for width, stride in zip(WIDTHS, STRIDES, strict=True):
-        layers += [nn.Conv2d(channels, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width),
-                   nn.ReLU()]
+        layers += [
+            nn.Conv2d(channels, width, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        ]
         channels = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     sizes = (channels, *PROJECTOR)
@@ -70,7 +73,7 @@ def torch_step(batch_size):
         z_a, z_b = normalise(model(views[0])), normalise(model(views[1]))
         c = z_a.T @ z_b / batch_size
         on_diag = (torch.diagonal(c) - 1).pow(2).sum()
-        off_diag = (c.pow(2).sum() - torch.diagonal(c).pow(2).sum())
+        off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
         loss = on_diag + 0.0051 * off_diag
         optimizer.zero_grad()
         loss.backward()

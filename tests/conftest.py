@@ -39,7 +39,8 @@ def assert_close(actual, expected, rtol=1e-6, atol=1e-8, what="arrays"):
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--exercise", metavar="TASK",
+        "--exercise",
+        metavar="TASK",
         help="run only the tests of learners' exercise TASK (see docs/EXERCISES.md)",
     )
 

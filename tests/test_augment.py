@@ -62,6 +62,7 @@ def test_grayscale_matches_pil():
             assert_close(out[n, ..., channel], reference, atol=LEVEL)
 
 
+@pytest.mark.exercise("color-jitter")
 @pytest.mark.parametrize(
     "adjust, enhancer, tolerance",
     [
@@ -343,6 +344,7 @@ def test_apply_jitter_applies_each_images_own_order(xp):
     assert np.abs(host(first) - host(second)).max() > 0.01
 
 
+@pytest.mark.exercise("color-jitter")
 def test_color_jitter_brightness_alone_scales_by_a_uniform_factor(xp):
     count = 4000
     grey = xp.full((count, 2, 2, 3), 0.5, dtype=xp.float32)
@@ -430,3 +432,23 @@ def test_switched_off_pipeline_only_normalises():
     expected = augment.to_model_input(images, mean, std)
     assert_close(view_a, expected, rtol=0, atol=1e-5)
     assert_close(view_b, expected, rtol=0, atol=1e-5)
+
+
+def test_shuffle_pixels_moves_every_images_pixels_alike():
+    # channel 0 holds each pixel's position, channel 1 the image's index, channel 2 noise
+    count, height, width = 5, 4, 6
+    images = random_uint8((count, height, width, 3), seed=21)
+    images[..., 0] = np.arange(height * width).reshape(height, width)
+    images[..., 1] = np.arange(count)[:, None, None]
+    shuffled = augment.shuffle_pixels(images, np.random.default_rng(22))
+    assert shuffled.shape == images.shape and shuffled.dtype == np.uint8
+    moved_from = shuffled[..., 0].reshape(count, -1)  # where each output pixel came from
+    assert (moved_from == moved_from[0]).all(), "every image must be shuffled alike"
+    assert sorted(moved_from[0]) == list(range(height * width))
+    assert (moved_from[0] != np.arange(height * width)).any()
+    np.testing.assert_array_equal(shuffled[..., 1], images[..., 1])  # no mixing of images
+    noise = images[..., 2].reshape(count, -1)  # a pixel's channels move together
+    np.testing.assert_array_equal(shuffled[..., 2].reshape(count, -1), noise[:, moved_from[0]])
+    # a generator of the same seed shuffles another split alike
+    again = augment.shuffle_pixels(images[:2], np.random.default_rng(22))
+    np.testing.assert_array_equal(again, shuffled[:2])

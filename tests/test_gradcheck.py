@@ -38,8 +38,9 @@ def test_a_correct_gradient_passes_with_tiny_error():
 def test_a_wrong_gradient_is_reported_with_input_and_index():
     rng = np.random.default_rng(0)
     with pytest.raises(AssertionError, match=r"d/dinput0 \(3, 3\): max relative error .* at index"):
-        assert_gradcheck(lambda x, y: TransposedMul.apply(x, y), [rng.random((3, 3)),
-                                                                  rng.random((3, 3))])
+        assert_gradcheck(
+            lambda x, y: TransposedMul.apply(x, y), [rng.random((3, 3)), rng.random((3, 3))]
+        )
 
 
 def test_parameters_are_checked_too():

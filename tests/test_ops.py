@@ -25,8 +25,9 @@ def rand(*shape, seed=0, low=None):
 @pytest.mark.exercise("add")
 @pytest.mark.parametrize("shape_x, shape_y", [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 1), (1, 4))])
 def test_add_backward(shape_x, shape_y):
-    assert_gradcheck(lambda x, y: x + y, [rand(*shape_x), rand(*shape_y, seed=1)], tol=TOL,
-                     what="add")
+    assert_gradcheck(
+        lambda x, y: x + y, [rand(*shape_x), rand(*shape_y, seed=1)], tol=TOL, what="add"
+    )
 
 
 @pytest.mark.exercise("add")
@@ -35,10 +36,13 @@ def test_sub_is_add_of_negation():
 
 
 @pytest.mark.exercise("mul")
-@pytest.mark.parametrize("shape_x, shape_y", [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1))])
+@pytest.mark.parametrize(
+    "shape_x, shape_y", [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1))]
+)
 def test_mul_backward(shape_x, shape_y):
-    assert_gradcheck(lambda x, y: x * y, [rand(*shape_x), rand(*shape_y, seed=1)], tol=TOL,
-                     what="mul")
+    assert_gradcheck(
+        lambda x, y: x * y, [rand(*shape_x), rand(*shape_y, seed=1)], tol=TOL, what="mul"
+    )
 
 
 @pytest.mark.exercise("pow")
@@ -71,11 +75,16 @@ def test_relu_backward():
 
 
 @pytest.mark.exercise("sum")
-@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, False), (1, True), ((0, 2), False),
-                                            (-1, False)])
+@pytest.mark.parametrize(
+    "axis, keepdims", [(None, False), (0, False), (1, True), ((0, 2), False), (-1, False)]
+)
 def test_sum_backward(axis, keepdims):
-    assert_gradcheck(lambda x: x.sum(axis=axis, keepdims=keepdims), [rand(2, 3, 4)], tol=TOL,
-                     what=f"sum axis={axis}")
+    assert_gradcheck(
+        lambda x: x.sum(axis=axis, keepdims=keepdims),
+        [rand(2, 3, 4)],
+        tol=TOL,
+        what=f"sum axis={axis}",
+    )
 
 
 @pytest.mark.exercise("sum")
@@ -92,10 +101,15 @@ def test_matmul_backward(n, k, m):
 
 
 def test_reshape_and_transpose_backward():
-    assert_gradcheck(lambda x: x.reshape(4, 6).T @ x.reshape(4, 6), [rand(2, 3, 4)], tol=TOL,
-                     what="reshape/transpose")
-    assert_gradcheck(lambda x: x.transpose(2, 0, 1), [rand(2, 3, 4)], tol=TOL,
-                     what="transpose(2, 0, 1)")
+    assert_gradcheck(
+        lambda x: x.reshape(4, 6).T @ x.reshape(4, 6),
+        [rand(2, 3, 4)],
+        tol=TOL,
+        what="reshape/transpose",
+    )
+    assert_gradcheck(
+        lambda x: x.transpose(2, 0, 1), [rand(2, 3, 4)], tol=TOL, what="transpose(2, 0, 1)"
+    )
 
 
 def test_indexing_backward_with_slices_and_repeated_indices():

@@ -98,8 +98,10 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(110, total, base, warmup) == pytest.approx(base * 0.001)
     rates = [warmup_cosine(s, total, base, warmup) for s in range(10, 111)]
     assert all(a >= b for a, b in zip(rates, rates[1:], strict=False)), "must decay monotonically"
-    assert math.isclose(warmup_cosine(3, 100, 1.0, 0), 0.5 * (1 + math.cos(math.pi * 0.03))
-                        + 0.001 * 0.5 * (1 - math.cos(math.pi * 0.03)))
+    assert math.isclose(
+        warmup_cosine(3, 100, 1.0, 0),
+        0.5 * (1 + math.cos(math.pi * 0.03)) + 0.001 * 0.5 * (1 - math.cos(math.pi * 0.03)),
+    )
 
 
 def test_against_torch_optimisers():

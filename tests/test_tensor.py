@@ -52,6 +52,8 @@ def test_no_grad_records_no_graph():
 
 def test_default_dtype_is_float32_and_numbers_follow_the_tensor():
     assert Tensor([1, 2, 3]).dtype == np.float32
+    assert Tensor(2.0).dtype == np.float32
+    assert Tensor(np.ones(2)).dtype == np.float64  # a float array keeps its dtype
     x64 = Tensor(np.ones(2, dtype=np.float64))
     assert (x64 * 2).dtype == np.float64
     assert (2 - x64).dtype == np.float64

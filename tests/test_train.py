@@ -3,7 +3,6 @@ saves, NaN stops with a message, and the command line speaks in one-line errors.
 
 import json
 import signal
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,14 +10,15 @@ import pytest
 from tinybt import train as train_module
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
-from tinybt.train import PRESETS, Config, Run, main, train
+from tinybt.train import Config, Run, main, train
 
 
 def tiny_config(tmp_path, **changes):
     """Two short epochs on 256 generated shapes; data cached in a shared test folder."""
-    config = replace(Config(), **PRESETS["tiny"], evaluate=False)
     data_dir = tmp_path.parent / "tinybt-data"
-    return replace(config, data_dir=str(data_dir), out=str(tmp_path / "run"), **changes)
+    return Config.preset(
+        "tiny", evaluate=False, data_dir=str(data_dir), out=str(tmp_path / "run"), **changes
+    )
 
 
 def losses(result):
@@ -35,8 +35,13 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tmp_path):
     for key in ("on_diag", "off_diag", "diag_mean", "off_diag_rms", "images_per_second"):
         assert np.isfinite(record[key])
     out = tmp_path / "run"
-    for name in ("checkpoint.npz", "metrics.jsonl", "snapshots.npz", "cross_correlation.png",
-                 "cross_correlation.gif"):
+    for name in (
+        "checkpoint.npz",
+        "metrics.jsonl",
+        "snapshots.npz",
+        "cross_correlation.png",
+        "cross_correlation.gif",
+    ):
         assert (out / name).exists(), name
     with np.load(out / "snapshots.npz") as snapshots:
         steps, matrices = snapshots["steps"], snapshots["matrices"]
@@ -53,8 +58,7 @@ def test_same_seed_same_run(tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_same_losses(tmp_path, monkeypatch):
-    reference = losses(train(tiny_config(tmp_path / "whole"), progress=False,
-                             log=lambda *_: None))
+    reference = losses(train(tiny_config(tmp_path / "whole"), progress=False, log=lambda *_: None))
 
     # Ctrl-C in the middle of the first epoch (step 3 of 8): a real SIGINT to this process.
     real_step, calls = train_module.train_step, []
@@ -90,8 +94,18 @@ def test_batch_larger_than_dataset_is_refused(tmp_path):
 
 
 def test_command_line_errors_are_one_line(tmp_path, capsys):
-    status = main(["--preset", "tiny", "--dataset", "cifar10", "--data-dir",
-                   str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
+    status = main(
+        [
+            "--preset",
+            "tiny",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path / "nowhere"),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert status == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error
@@ -99,8 +113,17 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
 
 
 def test_command_line_run_and_resume(tmp_path, capsys):
-    args = ["--preset", "tiny", "--no-evaluate", "--epochs", "1", "--out", str(tmp_path / "run"),
-            "--data-dir", str(tmp_path.parent / "tinybt-data")]
+    args = [
+        "--preset",
+        "tiny",
+        "--no-evaluate",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--data-dir",
+        str(tmp_path.parent / "tinybt-data"),
+    ]
     assert main(args) == 0
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1]

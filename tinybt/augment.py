@@ -221,17 +221,23 @@ def _blend(images, other, factor):
 
 def adjust_brightness(images, factor):
     """Blend with black: factor * images, clipped. factor (N,) on the host."""
+    # BEGIN SOLUTION color-jitter: blend each image with black by its factor (see _blend)
     return _blend(images, 0, factor)
+    # END SOLUTION
 
 
 def adjust_contrast(images, factor):
     """Blend with the image's mean grey level (one number per image). factor (N,)."""
+    # BEGIN SOLUTION color-jitter: blend each image with its mean grey level (see luma, _blend)
     return _blend(images, luma(images).mean(axis=(1, 2, 3), keepdims=True), factor)
+    # END SOLUTION
 
 
 def adjust_saturation(images, factor):
     """Blend with the image's own grayscale version: 0 is grey, 1 unchanged. factor (N,)."""
+    # BEGIN SOLUTION color-jitter: blend each image with its own grey version (see luma, _blend)
     return _blend(images, luma(images), factor)
+    # END SOLUTION
 
 
 def adjust_hue(images, shift):
@@ -425,6 +431,26 @@ def solarize(images):
 def random_solarize(images, rng, p=0.2):
     """Each image solarised with probability p."""
     return _where_chosen(images, rng.random(len(images)) < p, solarize)
+
+
+# A control experiment, not an augmentation: shuffled pixels.
+
+
+def shuffle_pixels(images, rng):
+    """Every image's pixels moved by one fixed random permutation of the H W positions.
+
+    images  uint8 (N, H, W, 3) on the host, as a Dataset stores them -> the same shape and dtype
+
+    The same permutation is applied to all N images, so the dataset keeps everything that
+    does not depend on where a pixel is (each image's colour histogram, the label) and loses
+    its spatial structure (edges, shapes). A reviewer of Barlow Twins proposed training on such
+    images: what a network still learns from them, it learns from colour statistics. The
+    permutation is rng.permutation(H W), so shuffling a training and a test split with
+    generators of the same seed moves their pixels alike.
+    """
+    count, height, width, channels = images.shape
+    permutation = rng.permutation(height * width)
+    return images.reshape(count, height * width, channels)[:, permutation].reshape(images.shape)
 
 
 # The two-view pipeline.

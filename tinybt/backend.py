@@ -40,7 +40,7 @@ def xp():
 
 
 def backend_name():
-    """"numpy" or "cupy"."""
+    """ "numpy" or "cupy"."""
     return xp().__name__
 
 

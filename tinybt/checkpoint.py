@@ -54,8 +54,10 @@ def load_checkpoint(path):
         with np.load(path) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise TinyBTError(f"{path} is not a readable checkpoint ({error}): "
-                          "it may be truncated; use an earlier one or start afresh") from None
+        raise TinyBTError(
+            f"{path} is not a readable checkpoint ({error}): "
+            "it may be truncated; use an earlier one or start afresh"
+        ) from None
     if "meta" not in arrays:
         raise TinyBTError(f"{path} is an .npz file but not a tinybt checkpoint (no 'meta')")
     model = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}

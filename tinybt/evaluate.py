@@ -38,14 +38,22 @@ def extract_features(encoder, images, mean, std, batch_size=500):
     features = []
     with no_grad():
         for start in range(0, len(images), batch_size):
-            x = to_model_input(backend.to_device(images[start: start + batch_size]), mean, std)
+            x = to_model_input(backend.to_device(images[start : start + batch_size]), mean, std)
             features.append(encoder(Tensor(x)).data)
     encoder.train()
     return backend.xp().concatenate(features)
 
 
-def knn_accuracy(train_features, train_labels, test_features, test_labels, k=20,
-                 temperature=0.07, num_classes=None, chunk=256):
+def knn_accuracy(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    k=20,
+    temperature=0.07,
+    num_classes=None,
+    chunk=256,
+):
     """Accuracy of weighted kNN with cosine similarity.  features: (N, F), labels: (N,).
 
     score(class) = Σ over the k nearest training images of that class of exp(s / T).
@@ -58,13 +66,13 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, k=20,
     test_unit = _unit_rows(test_features)
     correct = 0
     for start in range(0, len(test_unit), chunk):  # chunks bound the (chunk, N_train) memory
-        similarity = test_unit[start: start + chunk] @ train_unit.T
+        similarity = test_unit[start : start + chunk] @ train_unit.T
         nearest = xp.argpartition(-similarity, k - 1, axis=1)[:, :k]
         weights = xp.exp(xp.take_along_axis(similarity, nearest, axis=1) / temperature)
         votes = xp.zeros((len(similarity), num_classes), dtype=weights.dtype)
         rows = xp.arange(len(similarity))[:, None].repeat(k, axis=1)
         backend.scatter_add(votes, (rows, train_labels[nearest]), weights)
-        correct += int((votes.argmax(axis=1) == test_labels[start: start + chunk]).sum())
+        correct += int((votes.argmax(axis=1) == test_labels[start : start + chunk]).sum())
     return correct / len(test_unit)
 
 
@@ -85,8 +93,17 @@ def softmax_cross_entropy(logits, labels):
     return -log_probs[rows, labels].mean()
 
 
-def linear_probe_accuracy(train_features, train_labels, test_features, test_labels, epochs=100,
-                          batch_size=256, lr=1e-3, weight_decay=1e-5, seed=0):
+def linear_probe_accuracy(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    epochs=100,
+    batch_size=256,
+    lr=1e-3,
+    weight_decay=1e-5,
+    seed=0,
+):
     """Test accuracy of logistic regression on frozen features (N, F).
 
     The features are standardised with the training set's mean and std first, so one learning
@@ -103,7 +120,7 @@ def linear_probe_accuracy(train_features, train_labels, test_features, test_labe
     for _ in range(epochs):
         order = backend.to_device(rng.permutation(len(train_x)))
         for start in range(0, len(train_x), batch_size):
-            rows = order[start: start + batch_size]
+            rows = order[start : start + batch_size]
             loss = softmax_cross_entropy(classifier(Tensor(train_x[rows])), train_y[rows])
             optimizer.zero_grad()
             loss.backward()
@@ -119,10 +136,16 @@ def evaluate_encoder(encoder, train_set, test_set, probe_epochs=100):
     train_features = extract_features(encoder, train_set.images, mean, std)
     test_features = extract_features(encoder, test_set.images, mean, std)
     return {
-        "knn": knn_accuracy(train_features, train_set.labels, test_features, test_set.labels,
-                            num_classes=len(train_set.classes)),
-        "linear": linear_probe_accuracy(train_features, train_set.labels, test_features,
-                                        test_set.labels, epochs=probe_epochs),
+        "knn": knn_accuracy(
+            train_features,
+            train_set.labels,
+            test_features,
+            test_set.labels,
+            num_classes=len(train_set.classes),
+        ),
+        "linear": linear_probe_accuracy(
+            train_features, train_set.labels, test_features, test_set.labels, epochs=probe_epochs
+        ),
     }
 
 
@@ -132,8 +155,12 @@ def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print
 
     learned = evaluate_encoder(model.encoder, train_set, test_set, probe_epochs)
     random_init = evaluate_encoder(build_model(config).encoder, train_set, test_set, probe_epochs)
-    result = {"learned": learned, "random_init": random_init,
-              "train_images": len(train_set), "test_images": len(test_set)}
+    result = {
+        "learned": learned,
+        "random_init": random_init,
+        "train_images": len(train_set),
+        "test_images": len(test_set),
+    }
     log(format_table(result))
     return result
 
@@ -173,13 +200,16 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
     checkpoint = path / "checkpoint.npz" if path.is_dir() else path
     model_state, _, meta = load_checkpoint(checkpoint)
     config = Config(**meta["config"])
-    config = replace(config, backend=backend_name or config.backend,
-                     data_dir=data_dir or config.data_dir)
+    config = replace(
+        config, backend=backend_name or config.backend, data_dir=data_dir or config.data_dir
+    )
     backend.set_backend(config.backend)
     model = build_model(config)
     model.load_state_dict(model_state)
-    sets = [load_dataset(config.dataset, split=split, data_dir=config.data_dir, seed=config.seed)
-            for split in ("train", "test")]
+    sets = [
+        load_dataset(config.dataset, split=split, data_dir=config.data_dir, seed=config.seed)
+        for split in ("train", "test")
+    ]
     if config.train_size:
         sets[0] = first_images(sets[0], config.train_size)
     return evaluate_run(model, config, *sets, probe_epochs=probe_epochs)

@@ -42,13 +42,12 @@ TASKS = {
     "relu": "backward of z = max(x, 0)",
     "sum": "backward of a sum over axes (mean and variance are built from it)",
     "matmul": "backward of Z = X @ Y",
-    "linear": "the fully connected layer y = x W + b",
-    "conv2d": "convolution's backward through im2col and col2im",
+    "linear": "the linear layer's forward, y = x W + b (autograd derives its backward)",
+    "conv2d": "convolution: col2im, and the backward through im2col and GEMMs",
     "maxpool": "backward of max pooling",
     "avgpool": "backward of average pooling",
     "batchnorm": "backward of batch normalisation",
-    "color-jitter": "one of the paper's augmentations",
-    "standardize": "backward of standardising embeddings along the batch",
+    "color-jitter": "brightness, contrast and saturation: blends with black, mean grey, grey",
     "bt-loss": "backward of the Barlow Twins loss",
 }
 
@@ -74,17 +73,17 @@ README = """\
 
 A copy of tinybt in which the bodies you are to write raise `NotImplementedError`. Each sits
 between `# BEGIN SOLUTION <task>: <what to implement>` and `# END SOLUTION`; the notebook
-heading `Exercise <task>` introduces it.
+heading `Exercise <task>` introduces it (docs/EXERCISES.md in the repository has the details).
 
-1. `{command} list` shows the tasks in order and the files they are in.
+1. `python -m tinybt.exercises list` shows the tasks in order and the files they are in.
 2. Replace the `raise NotImplementedError(...)` line of a task with your code. Keep the
    BEGIN and END lines: they tell the tools where your code is.
-3. `{command} check <task>` (in this folder, or with `--dir`) runs that task's tests on
+3. `python -m tinybt.exercises check <task>`, run in this folder, runs that task's tests on
    this copy and says, for a wrong gradient, which input, which entry and by how much.
-4. `{command} check all` shows your progress through every task.
+4. `python -m tinybt.exercises check all` shows your progress through every task.
 
-Stuck? From outside this folder, `{command} solve DIR --task <task>` puts the library's
-solution of one task back (without `--task`, of every task).
+Stuck? From outside this folder, `python -m tinybt.exercises solve <this folder> --task <task>`
+puts the library's solution of one task back (without `--task`, of every task).
 """
 
 
@@ -116,25 +115,33 @@ def read_fences(path):
         if stripped.startswith("# BEGIN SOLUTION"):
             header = BEGIN.fullmatch(line)
             if header is None:
-                raise TinyBTError(f"{where}: malformed fence header {stripped!r}: write it as "
-                                  f"{HEADER_FORM!r}")
+                raise TinyBTError(
+                    f"{where}: malformed fence header {stripped!r}: write it as {HEADER_FORM!r}"
+                )
             if opened is not None:
-                raise TinyBTError(f"{where}: a fence begins inside the one opened at line "
-                                  f"{opened.begin + 1}: close that one with '# END SOLUTION'")
+                raise TinyBTError(
+                    f"{where}: a fence begins inside the one opened at line "
+                    f"{opened.begin + 1}: close that one with '# END SOLUTION'"
+                )
             opened = Fence(path, index, -1, header["task"], header["hint"], header["indent"])
         elif stripped.startswith("# END SOLUTION"):
             if END.fullmatch(line) is None or opened is None:
-                raise TinyBTError(f"{where}: {stripped!r} closes no fence: it must read "
-                                  f"'# END SOLUTION' after a '# BEGIN SOLUTION' line")
+                raise TinyBTError(
+                    f"{where}: {stripped!r} closes no fence: it must read "
+                    f"'# END SOLUTION' after a '# BEGIN SOLUTION' line"
+                )
             if line[: len(line) - len(stripped)] != opened.indent:
-                raise TinyBTError(f"{where}: '# END SOLUTION' is not indented like its "
-                                  f"BEGIN line {opened.begin + 1}")
+                raise TinyBTError(
+                    f"{where}: '# END SOLUTION' is not indented like its "
+                    f"BEGIN line {opened.begin + 1}"
+                )
             opened.end = index
             fences.append(opened)
             opened = None
     if opened is not None:
-        raise TinyBTError(f"{path}:{opened.begin + 1}: the fence of {opened.task!r} has no "
-                          f"'# END SOLUTION' line")
+        raise TinyBTError(
+            f"{path}:{opened.begin + 1}: the fence of {opened.task!r} has no '# END SOLUTION' line"
+        )
     return fences
 
 
@@ -171,14 +178,19 @@ def relative(path, root):
 
 # ----- the learner's copy -----
 def start(directory):
-    """Write a learner's copy to `directory`: tinybt/ with every fence stubbed, tests/, README."""
+    """Write a learner's copy to `directory`: tinybt/ with every fence stubbed, tests/,
+    pytest.ini (which registers the exercise marker) and README.md."""
     directory = Path(directory)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise TinyBTError(f"{directory} is not an empty folder: name a new one, or carry on in "
-                          f"it with `{COMMAND} check all --dir {directory}`")
+        raise TinyBTError(
+            f"{directory} is not an empty folder: name a new one, or carry on in "
+            f"it with `{COMMAND} check all --dir {directory}`"
+        )
     if not LIBRARY_TESTS.is_dir():
-        raise TinyBTError(f"no tests folder beside the package at {LIBRARY_TESTS}: install "
-                          f"tinybt from a checkout with `pip install -e .`")
+        raise TinyBTError(
+            f"no tests folder beside the package at {LIBRARY_TESTS}: install "
+            f"tinybt from a checkout with `pip install -e .`"
+        )
     fences = find_fences(PACKAGE)  # read them all first, so that a bad fence writes nothing
     no_cache = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(PACKAGE, directory / "tinybt", ignore=no_cache)
@@ -187,7 +199,7 @@ def start(directory):
         copy = directory / relative(path, PACKAGE.parent)
         replace_bodies(copy, [(fence, [fence.stub()]) for fence in file_fences])
     (directory / "pytest.ini").write_text(PYTEST_INI)
-    (directory / "README.md").write_text(README.format(command=COMMAND))
+    (directory / "README.md").write_text(README)
     return fences
 
 
@@ -195,31 +207,38 @@ def learner_root(directory):
     """`directory`, checked to hold a learner's copy (tinybt/ and tests/)."""
     directory = Path(directory).resolve()
     if not (directory / "tinybt" / "__init__.py").is_file() or not (directory / "tests").is_dir():
-        raise TinyBTError(f"{directory} holds no learner's copy (tinybt/ and tests/): make one "
-                          f"with `{COMMAND} start DIR`, or point --dir at it")
+        raise TinyBTError(
+            f"{directory} holds no learner's copy (tinybt/ and tests/): make one "
+            f"with `{COMMAND} start DIR`, or point --dir at it"
+        )
     return directory
 
 
 def solve(directory, task=None):
     """Put the library's solutions back into a learner's copy (only `task`'s if given)."""
     root = learner_root(directory)
-    if root / "tinybt" == PACKAGE:
-        raise TinyBTError(f"Python imported tinybt from {root} itself, so there are no "
-                          f"solutions to take: run solve from outside that folder")
     restored = []
     for path, solutions in by_file(find_fences(PACKAGE)).items():
+        lines = path.read_text().splitlines()
+        if any(body(solution, lines) == [solution.stub()] for solution in solutions):
+            raise TinyBTError(
+                f"tinybt was imported from {PACKAGE}, a learner's copy (python -m "
+                f"imports the current folder's): run solve from outside it"
+            )
         copy = root / relative(path, PACKAGE.parent)
         if not copy.is_file():
-            raise TinyBTError(f"{copy} is missing: the copy is older than the library; "
-                              f"start a new one")
+            raise TinyBTError(
+                f"{copy} is missing: the copy is older than the library; start a new one"
+            )
         stubs = read_fences(copy)
         if [(f.task, f.hint) for f in stubs] != [(f.task, f.hint) for f in solutions]:
-            raise TinyBTError(f"the fences of {copy} differ from the library's {path}: "
-                              f"start a new copy")
-        lines = path.read_text().splitlines()
+            raise TinyBTError(
+                f"the fences of {copy} differ from the library's {path}: start a new copy"
+            )
         pairs = zip(stubs, solutions, strict=True)
-        chosen = [(stub, body(solution, lines)) for stub, solution in pairs
-                  if task in (None, stub.task)]
+        chosen = [
+            (stub, body(solution, lines)) for stub, solution in pairs if task in (None, stub.task)
+        ]
         if chosen:
             replace_bodies(copy, chosen)
         restored += [stub for stub, _ in chosen]
@@ -228,7 +247,7 @@ def solve(directory, task=None):
 
 # ----- running the tests -----
 @dataclass
-class TestResult:
+class ExerciseResult:
     """One exercise test on one copy: outcome is passed, failed or skipped."""
 
     task: str
@@ -245,8 +264,20 @@ def run_tests(root, task=None):
     """
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.xml"
-        command = [sys.executable, "-m", "pytest", str(root / "tests"), "-m", "exercise", "-q",
-                   "-p", "no:cacheprovider", "-o", "junit_family=xunit1", f"--junitxml={report}"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(root / "tests"),
+            "-m",
+            "exercise",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "junit_family=xunit1",
+            f"--junitxml={report}",
+        ]
         if task is not None:
             command += ["--exercise", task]
         path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
@@ -255,8 +286,10 @@ def run_tests(root, task=None):
         if completed.returncode == 5:
             raise TinyBTError(f"no test in {root / 'tests'} is marked exercise({task!r})")
         if completed.returncode not in (0, 1):
-            raise TinyBTError(f"pytest could not run the tests in {root / 'tests'}: "
-                              f"{pytest_complaint(completed.stdout + completed.stderr)}")
+            raise TinyBTError(
+                f"pytest could not run the tests in {root / 'tests'}: "
+                f"{pytest_complaint(completed.stdout + completed.stderr)}"
+            )
         return read_report(report)
 
 
@@ -270,7 +303,7 @@ def pytest_complaint(output):
 
 
 def read_report(report):
-    """[TestResult] from pytest's JUnit XML; tests/conftest.py records each test's task."""
+    """[ExerciseResult] from pytest's JUnit XML; tests/conftest.py records each test's task."""
     results = []
     for case in ElementTree.parse(report).iter("testcase"):
         task = {p.get("name"): p.get("value") for p in case.iter("property")}.get("exercise")
@@ -279,8 +312,9 @@ def read_report(report):
             outcome, message = "failed", explain(problem.get("message", ""))
         else:
             outcome, message = ("skipped" if case.find("skipped") is not None else "passed"), ""
-        results.append(TestResult(task, f"{case.get('file')}::{case.get('name')}", outcome,
-                                  message))
+        results.append(
+            ExerciseResult(task, f"{case.get('file')}::{case.get('name')}", outcome, message)
+        )
     return results
 
 
@@ -322,12 +356,17 @@ def progress(directory):
     """[(task, passed, total, status)] for every task, from one pytest run on the copy."""
     root = learner_root(directory)
     results = run_tests(root)
-    stubbed = {}
-    lines = {}
-    for fence in find_fences(root / "tinybt"):
-        lines.setdefault(fence.path, fence.path.read_text().splitlines())
-        is_stub = body(fence, lines[fence.path]) == [fence.stub()]
-        stubbed[fence.task] = stubbed.get(fence.task, True) and is_stub
+    fences = find_fences(root / "tinybt")
+    lines = {path: path.read_text().splitlines() for path in by_file(fences)}
+    untouched = {
+        task
+        for task in TASKS
+        if all(
+            body(fence, lines[fence.path]) == [fence.stub()]
+            for fence in fences
+            if fence.task == task
+        )
+    }
     rows = []
     for task in TASKS:
         mine = [r for r in results if r.task == task and r.outcome != "skipped"]
@@ -337,7 +376,7 @@ def progress(directory):
         elif passed == len(mine):
             status = "done"
         else:
-            status = "not started" if stubbed.get(task) else "failing"
+            status = "not started" if task in untouched else "failing"
         rows.append((task, passed, len(mine), status))
     return rows
 
@@ -355,8 +394,11 @@ def check_all(directory):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog=COMMAND, description="Learners' exercises: write "
-                                     "the fenced bodies of tinybt yourself, checked by its tests.")
+    parser = argparse.ArgumentParser(
+        prog=COMMAND,
+        description="Learners' exercises: write "
+        "the fenced bodies of tinybt yourself, checked by its tests.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the tasks in order, with the files they are in")
     start_parser = commands.add_parser("start", help="write a learner's copy to DIR")
@@ -364,8 +406,9 @@ def parse_args(argv=None):
     check_parser = commands.add_parser("check", help="run a task's tests (or all) on a copy")
     check_parser.add_argument("task", metavar="TASK", help="a task id, or 'all'")
     check_parser.add_argument("--dir", default=".", help="the learner's copy (default: here)")
-    solve_parser = commands.add_parser("solve", aliases=["restore"],
-                                       help="put the library's solutions back into DIR")
+    solve_parser = commands.add_parser(
+        "solve", aliases=["restore"], help="put the library's solutions back into DIR"
+    )
     solve_parser.add_argument("dir", metavar="DIR")
     solve_parser.add_argument("--task", help="restore only this task's solution")
     return parser.parse_args(argv)
@@ -378,14 +421,17 @@ def main(argv=None):
             list_tasks()
         elif args.command == "start":
             fences = start(args.dir)
-            print(f"wrote {args.dir}/ with {len(fences)} fences to fill: see "
-                  f"{args.dir}/README.md, then `{COMMAND} check {next(iter(TASKS))}`")
+            print(
+                f"wrote {args.dir}/ with {len(fences)} fences to fill: see "
+                f"{args.dir}/README.md, then `{COMMAND} check {next(iter(TASKS))}`"
+            )
         elif args.command == "check":
             return check_all(args.dir) if args.task == "all" else check(args.task, args.dir)
         else:
             if args.task is not None and args.task not in TASKS:
                 raise TinyBTError(f"unknown task {args.task!r}: `{COMMAND} list` shows the tasks")
-            print(f"restored {len(solve(args.dir, args.task))} fences in {args.dir}/")
+            count = len(solve(args.dir, args.task))
+            print(f"restored {count} fence{'' if count == 1 else 's'} in {args.dir}/")
     except TinyBTError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

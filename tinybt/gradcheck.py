@@ -93,7 +93,8 @@ def assert_gradcheck(fn, inputs, params=None, tol=1e-6, what="op"):
 
 def _as_float64_leaf(x):
     data = x.data if isinstance(x, Tensor) else x
-    return Tensor(backend.to_device(data, dtype="float64"), requires_grad=True)
+    data = backend.xp().array(backend.to_device(data, dtype="float64"))  # own contiguous copy:
+    return Tensor(data, requires_grad=True)  # perturbing it through a flat view must stick
 
 
 def _numerical_gradient(fn, inputs, tensor, upstream, h):

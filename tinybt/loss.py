@@ -18,31 +18,34 @@ differences and with PyTorch.
 """
 
 from tinybt.backend import get_array_module
+from tinybt.ops.batchnorm import BatchStandardize
 from tinybt.tensor import Function
 
 LAMBDA = 0.0051  # the paper's weight of the off-diagonal (redundancy reduction) term
 EPS = 1e-5  # as torch.nn.BatchNorm1d(affine=False), which the official code uses
 
 
-def standardize(z, eps=EPS):
-    """Ẑ = (Z - μ) / σ̂ per column, σ̂ = sqrt(biased var + eps).  z: (N, D) array.
+class Centre(Function):
+    """Z - mean_n Z per column (N, D): the normalisation left when standardisation is off.
+    dL/dZ = grad - mean_n(grad), since every row shares the mean."""
 
-    Returns Ẑ (N, D) and σ̂ (D,), which the backward needs.
-    """
-    centred = z - z.mean(axis=0)
-    std = get_array_module(z).sqrt((centred**2).mean(axis=0) + eps)
-    return centred / std, std
+    def forward(self, z):
+        return z - z.mean(axis=0)
+
+    def backward(self, grad):
+        return (grad - grad.mean(axis=0),)
 
 
-def standardize_backward(grad, z_hat, std):
-    """dL/dZ from dL/dẐ for Ẑ = (Z - μ) / σ̂, all columns at once.  grad, z_hat: (N, D).
+def _normalise(z, standardized, eps):
+    """(op, Ẑ): the op that normalised z (N, D), whose backward we will need, and its output.
 
-    Z_n enters Ẑ_n directly and through μ and σ̂, which every row shares, so
-        dL/dZ = (grad - mean_n(grad) - Ẑ · mean_n(grad · Ẑ)) / σ̂.
-    """
-    # BEGIN SOLUTION standardize: return dL/dZ for Z_hat = (Z - mean) / sqrt(var + eps)
-    return (grad - grad.mean(axis=0) - z_hat * (grad * z_hat).mean(axis=0)) / std
-    # END SOLUTION
+    Standardisation is batch norm's op without γ and β (tinybt/ops/batchnorm.py), exactly as
+    the official code uses BatchNorm1d(affine=False)."""
+    if standardized:
+        op = BatchStandardize()
+        return op, op.forward(z, eps=eps)
+    op = Centre()
+    return op, op.forward(z)
 
 
 def cross_correlation(z_a, z_b, standardized=True, eps=EPS):
@@ -50,8 +53,8 @@ def cross_correlation(z_a, z_b, standardized=True, eps=EPS):
 
     With standardized=False the embeddings are only centred, so C is the cross-covariance.
     """
-    z_a, z_b = _normalise(z_a, standardized, eps)[0], _normalise(z_b, standardized, eps)[0]
-    return z_a.T @ z_b / z_a.shape[0]
+    z_a_hat, z_b_hat = _normalise(z_a, standardized, eps)[1], _normalise(z_b, standardized, eps)[1]
+    return z_a_hat.T @ z_b_hat / z_a.shape[0]
 
 
 def loss_terms(c, lambd=LAMBDA):
@@ -80,16 +83,17 @@ class BarlowTwinsLoss(Function):
     Backward, from the loss down:
         dL/dC_ii = -2 (1 - C_ii),   dL/dC_ij = 2 λ C_ij  (i ≠ j)        call it G (D, D)
         C = Ẑ_aᵀ Ẑ_b / N  =>  dL/dẐ_a = Ẑ_b Gᵀ / N,   dL/dẐ_b = Ẑ_a G / N   (N, D)
-    then through the standardisation of each view (`standardize_backward`).
+    then through the standardisation of each view (batch norm's backward).
     """
 
     def forward(self, z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
         if z_a.shape != z_b.shape or z_a.ndim != 2:
-            raise ValueError(f"the two views' embeddings must both be (N, D), got "
-                             f"{z_a.shape} and {z_b.shape}")
-        self.lambd, self.standardized = lambd, standardized
-        self.z_a_hat, self.std_a = _normalise(z_a, standardized, eps)
-        self.z_b_hat, self.std_b = _normalise(z_b, standardized, eps)
+            raise ValueError(
+                f"the two views' embeddings must both be (N, D), got {z_a.shape} and {z_b.shape}"
+            )
+        self.lambd = lambd
+        self.normalise_a, self.z_a_hat = _normalise(z_a, standardized, eps)
+        self.normalise_b, self.z_b_hat = _normalise(z_b, standardized, eps)
         self.c = self.z_a_hat.T @ self.z_b_hat / z_a.shape[0]
         on_diagonal, off_diag = loss_terms(self.c, lambd)
         return on_diagonal + off_diag
@@ -103,16 +107,9 @@ class BarlowTwinsLoss(Function):
         dc *= grad
         dz_a_hat = self.z_b_hat @ dc.T / n
         dz_b_hat = self.z_a_hat @ dc / n
-        return (
-            self._normalise_backward(dz_a_hat, self.z_a_hat, self.std_a),
-            self._normalise_backward(dz_b_hat, self.z_b_hat, self.std_b),
-        )
+        (dz_a,), (dz_b,) = self.normalise_a.backward(dz_a_hat), self.normalise_b.backward(dz_b_hat)
+        return dz_a, dz_b
         # END SOLUTION
-
-    def _normalise_backward(self, grad, z_hat, std):
-        if self.standardized:
-            return standardize_backward(grad, z_hat, std)
-        return grad - grad.mean(axis=0)  # centring only: Z - μ has dL/dZ = grad - mean(grad)
 
 
 def barlow_twins_loss(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
@@ -136,10 +133,3 @@ def barlow_twins_loss_autograd(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EP
     on_diag = ((diagonal - 1.0) ** 2).sum()
     off_diag = (off_diagonal(c) ** 2).sum()
     return on_diag + lambd * off_diag
-
-
-def _normalise(z, standardized, eps):
-    """(Ẑ, σ̂) when standardized, else (Z - μ, None)."""
-    if standardized:
-        return standardize(z, eps)
-    return z - z.mean(axis=0), None

@@ -11,7 +11,7 @@ from tinybt import nn
 
 
 def parse_dims(text):
-    """"512-512-512" -> (512, 512, 512), the paper's notation for layer widths."""
+    """ "512-512-512" -> (512, 512, 512), the paper's notation for layer widths."""
     try:
         dims = tuple(int(part) for part in str(text).split("-"))
     except ValueError:
@@ -28,8 +28,9 @@ class Encoder(nn.Module):
     and `blocks` convs in all. F = widths[-1].
     """
 
-    def __init__(self, widths=(32, 64, 128, 256), strides=(1, 2, 2, 2), blocks=1, rng=None,
-                 in_channels=3):
+    def __init__(
+        self, widths=(32, 64, 128, 256), strides=(1, 2, 2, 2), blocks=1, rng=None, in_channels=3
+    ):
         super().__init__()
         if len(widths) != len(strides):
             raise ValueError(f"one stride per stage: {len(widths)} widths, {len(strides)} strides")
@@ -39,8 +40,15 @@ class Encoder(nn.Module):
             for block in range(blocks):
                 layers += [
                     # no conv bias: the batch norm right after subtracts any constant anyway
-                    nn.Conv2d(channels, width, 3, stride=stride if block == 0 else 1, padding=1,
-                              bias=False, rng=rng),
+                    nn.Conv2d(
+                        channels,
+                        width,
+                        3,
+                        stride=stride if block == 0 else 1,
+                        padding=1,
+                        bias=False,
+                        rng=rng,
+                    ),
                     nn.BatchNorm2d(width),
                     nn.ReLU(),
                 ]
@@ -61,8 +69,11 @@ class Projector(nn.Module):
         layers = []
         sizes = (in_features, *dims)
         for width_in, width_out in zip(sizes[:-2], sizes[1:-1], strict=True):
-            layers += [nn.Linear(width_in, width_out, bias=False, rng=rng),
-                       nn.BatchNorm1d(width_out), nn.ReLU()]
+            layers += [
+                nn.Linear(width_in, width_out, bias=False, rng=rng),
+                nn.BatchNorm1d(width_out),
+                nn.ReLU(),
+            ]
         layers.append(nn.Linear(sizes[-2], sizes[-1], bias=False, rng=rng))
         self.layers = nn.Sequential(*layers)
 
@@ -73,8 +84,14 @@ class Projector(nn.Module):
 class BarlowTwins(nn.Module):
     """Encoder followed by projector: an image batch (N, 3, H, W) -> embeddings (N, D)."""
 
-    def __init__(self, widths=(32, 64, 128, 256), strides=(1, 2, 2, 2), blocks=1,
-                 projector=(512, 512, 512), rng=None):
+    def __init__(
+        self,
+        widths=(32, 64, 128, 256),
+        strides=(1, 2, 2, 2),
+        blocks=1,
+        projector=(512, 512, 512),
+        rng=None,
+    ):
         super().__init__()
         self.encoder = Encoder(widths, strides, blocks, rng=rng)
         self.projector = Projector(self.encoder.out_features, projector, rng=rng)

@@ -65,7 +65,7 @@ class Optimizer:
 
 class SGD(Optimizer):
     """SGD with momentum, as PyTorch writes it:
-        g = grad + wd θ;   m = μ m + g;   θ = θ - lr m
+    g = grad + wd θ;   m = μ m + g;   θ = θ - lr m
     """
 
     def __init__(self, params, lr, momentum=0.9, weight_decay=0.0):
@@ -82,9 +82,9 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), weight decay added to the gradient (L2) as torch.optim.Adam:
-        g = grad + wd θ
-        m = β1 m + (1 - β1) g;   v = β2 v + (1 - β2) g²          (moving moments)
-        θ = θ - lr m̂ / (sqrt(v̂) + ε),   m̂ = m / (1 - β1^t),  v̂ = v / (1 - β2^t)
+    g = grad + wd θ
+    m = β1 m + (1 - β1) g;   v = β2 v + (1 - β2) g²          (moving moments)
+    θ = θ - lr m̂ / (sqrt(v̂) + ε),   m̂ = m / (1 - β1^t),  v̂ = v / (1 - β2^t)
     """
 
     decoupled = False  # AdamW decays the weights directly instead of through g
@@ -132,8 +132,9 @@ class LARS(Optimizer):
     ratio, and their own, smaller learning rate lr · bias_lr_scale (official: 0.0048 / 0.2).
     """
 
-    def __init__(self, params, lr, momentum=0.9, weight_decay=1.5e-6, eta=0.001,
-                 bias_lr_scale=0.024):
+    def __init__(
+        self, params, lr, momentum=0.9, weight_decay=1.5e-6, eta=0.001, bias_lr_scale=0.024
+    ):
         super().__init__(params, lr)
         self.momentum, self.weight_decay = momentum, weight_decay
         self.eta, self.bias_lr_scale = eta, bias_lr_scale

@@ -35,7 +35,11 @@ class Function:
         raise NotImplementedError
 
     def backward(self, grad):
-        """dL/d(output) `grad` -> a tuple with dL/d(input) for each input, same shapes."""
+        """dL/d(output) `grad` -> a tuple with dL/d(input) for each input, same shapes.
+
+        `self.needs_grad[i]` says whether input i wants its gradient; an op may return None
+        for one that does not, to skip the work (as conv2d does for the input images).
+        """
         raise NotImplementedError
 
     @classmethod
@@ -48,6 +52,7 @@ class Function:
             out.requires_grad = True
             out._fn = fn
             fn.inputs = inputs
+            fn.needs_grad = tuple(t.requires_grad for t in inputs)  # lets backward skip work
         return out
 
 
@@ -61,8 +66,9 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False):
         xp = backend.xp()
+        is_float_array = hasattr(data, "dtype") and data.dtype.kind == "f"
         data = backend.to_device(data)
-        if data.dtype.kind != "f":
+        if not is_float_array:  # numbers, lists, integer arrays
             data = data.astype(DEFAULT_DTYPE)
         self.data = data
         self.grad = None
@@ -120,7 +126,7 @@ class Tensor:
                 raise RuntimeError(f"backward() needs a grad for non-scalar output {self.shape}")
             grad = self._xp.ones_like(self.data)
         grads = {id(self): backend.to_device(grad, dtype=self.dtype)}
-        for tensor in reversed(_topological_order(self)):
+        for tensor in reversed(topological_order(self)):
             grad = grads.pop(id(tensor))
             if tensor._fn is None:
                 tensor.grad = grad.copy() if tensor.grad is None else tensor.grad + grad
@@ -202,15 +208,19 @@ class Tensor:
 
 
 def as_tensor(x, like=()):
-    """`x` as a Tensor; numbers take the dtype of the first Tensor in `like` (so 2 * x keeps
-    x's dtype)."""
+    """`x` as a Tensor. Floating arrays keep their dtype; numbers take the dtype of the first
+    Tensor in `like` (so 2 * x keeps x's dtype)."""
     if isinstance(x, Tensor):
         return x
+    if x is None:
+        raise TypeError("an op got None where it needs a tensor or a number")
+    if hasattr(x, "dtype") and x.dtype.kind == "f":
+        return Tensor(x)
     dtype = next((t.dtype for t in like if isinstance(t, Tensor)), DEFAULT_DTYPE)
     return Tensor(backend.to_device(x, dtype=dtype))
 
 
-def _topological_order(root):
+def topological_order(root):
     """Every tensor that `root` depends on, each listed after all of its inputs."""
     order, seen, stack = [], set(), [(root, False)]
     while stack:  # iterative depth-first search: deep graphs must not hit Python's recursion limit

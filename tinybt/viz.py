@@ -48,6 +48,23 @@ def displayable(views, mean, std):
     return np.round(np.clip(images, 0, 1) * 255).astype(np.uint8)
 
 
+def pca_2d(features):
+    """The features projected on their two principal axes, for a scatter plot.
+
+    features (N, F), either backend -> (points (N, 2), explained (2,)) on the host, where
+    `explained` is the fraction of the total variance along each axis.
+
+    With the centred features X = U S Vᵀ (the SVD), the principal axes are the first two
+    columns of V, and the projections X V[:, :2] = U[:, :2] S[:2]; the variance along axis k
+    is S_k² / N.
+    """
+    centred = np.asarray(backend.to_host(features), dtype=np.float64)
+    centred = centred - centred.mean(axis=0)
+    left, singular, _ = np.linalg.svd(centred, full_matrices=False)
+    variance = singular**2
+    return left[:, :2] * singular[:2], variance[:2] / max(variance.sum(), 1e-300)
+
+
 # ----- the cross-correlation matrix converging to the identity -----
 def _heatmap_block(matrix, size=64):
     """The top-left size x size block of C: with D = 512 the whole matrix is too fine to see."""
@@ -62,16 +79,19 @@ def save_cross_correlation_grid(steps, matrices, path, columns=6, size=64):
     """
     steps, matrices = list(steps), np.asarray(matrices, dtype=np.float32)
     shown = np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).astype(int))
-    figure = Figure(figsize=(2.2 * len(shown) + 3.5, 2.6))
+    figure = Figure(figsize=(2.2 * len(shown) + 4.0, 2.6))
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(1, len(shown) + 1, width_ratios=[1] * len(shown) + [1.6])
+    # heatmaps | colour bar | curves, each in a column of its own so nothing overlaps
+    grid = figure.add_gridspec(
+        1, len(shown) + 2, width_ratios=[1] * len(shown) + [0.07, 1.6], wspace=0.3
+    )
     for column, index in enumerate(shown):
         axes = figure.add_subplot(grid[0, column])
         image = axes.imshow(_heatmap_block(matrices[index], size), cmap="RdBu_r", vmin=-1, vmax=1)
         axes.set_title(f"step {steps[index]}", fontsize=9)
         axes.set_xticks([])
         axes.set_yticks([])
-    figure.colorbar(image, ax=figure.axes, fraction=0.02, pad=0.01)
+    figure.colorbar(image, cax=figure.add_subplot(grid[0, -2]))
     curves = figure.add_subplot(grid[0, -1])
     diagonal = [np.diagonal(m).mean() for m in matrices]
     off = [_off_diagonal_rms(m) for m in matrices]

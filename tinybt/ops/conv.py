@@ -47,7 +47,8 @@ def im2col(x, kernel_size, stride=1, padding=0):
     N, C, H, W = x.shape
     KH, KW = pair(kernel_size)
     OH, OW = output_size(H, KH, stride, padding), output_size(W, KW, stride, padding)
-    # Channels before images, so that each offset's slice lands in one contiguous block.
+    # Padded copy laid out (C, N, ...) like the columns, so each offset's copy below reads
+    # and writes memory in the same order: measurably faster than slicing x as it is.
     x_pad = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=x.dtype)
     x_pad[:, :, padding : padding + H, padding : padding + W] = x.transpose(1, 0, 2, 3)
     cols = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
@@ -122,8 +123,11 @@ class Conv2d(Function):
         F = self.weight.shape[0]
         grad = grad.transpose(1, 0, 2, 3).reshape(F, -1)  # G: (F, N OH OW), one copy
         dweight = (grad @ self.cols.T).reshape(self.weight.shape)
-        dcols = self.weight.reshape(F, -1).T @ grad
-        dx = col2im(dcols, self.x_shape, self.weight.shape[2:], self.stride, self.padding)
+        if self.needs_grad[0]:  # not for the images entering the first layer
+            dcols = self.weight.reshape(F, -1).T @ grad
+            dx = col2im(dcols, self.x_shape, self.weight.shape[2:], self.stride, self.padding)
+        else:
+            dx = None
         if self.has_bias:
             return dx, dweight, grad.sum(axis=1)
         return dx, dweight

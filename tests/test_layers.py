@@ -1,0 +1,218 @@
+"""The layers of a convnet: each op's and each module's backward against central differences,
+and forward results against references computed independently here.
+
+Gradient checks run in float64 on small shapes, every entry, with a random upstream gradient,
+and inputs away from kinks (distinct values for max pooling, batches of at least 4 for batch
+statistics). A correct backward agrees to about 1e-10; the bound is 1e-6.
+"""
+
+import numpy as np
+import pytest
+
+from tinybt import backend, nn
+from tinybt.gradcheck import assert_gradcheck
+from tinybt.ops import (
+    AvgPool2d,
+    BatchStandardize,
+    Conv2d,
+    MaxPool2d,
+    col2im,
+    global_avg_pool2d,
+    im2col,
+)
+from tinybt.tensor import Tensor
+
+from .conftest import assert_close
+
+TOL = 1e-6
+
+
+def rand(*shape, seed=0):
+    """Standard normal float64 values on the host."""
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def distinct(*shape, seed=0):
+    """float64 values at least 1 / size apart in a random order: no two entries of a pooling
+    window are within a finite-difference step of each other, so the argmax never flips."""
+    size = int(np.prod(shape))
+    return np.random.default_rng(seed).permutation(size).reshape(shape) / size
+
+
+def conv2d_by_loops(x, weight, bias, stride, padding):
+    """The definition of convolution, one output pixel at a time, on host arrays."""
+    N, C, H, W = x.shape
+    F, _, KH, KW = weight.shape
+    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    OH, OW = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
+    out = np.zeros((N, F, OH, OW))
+    bias = np.zeros(F) if bias is None else bias
+    for n in range(N):
+        for f in range(F):
+            for oh in range(OH):
+                for ow in range(OW):
+                    patch = x[n, :, oh * stride : oh * stride + KH, ow * stride : ow * stride + KW]
+                    out[n, f, oh, ow] = (patch * weight[f]).sum() + bias[f]
+    return out
+
+
+# (stride, padding) for a (2, 3, 5, 6) input and 3x2 kernels: non-square everything
+CONV_CASES = [(1, 0), (1, 1), (2, 0), (2, 1)]
+
+
+# ----- conv2d -----
+@pytest.mark.parametrize("stride, padding", CONV_CASES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_forward_matches_loops(stride, padding, bias):
+    x, weight, b = rand(2, 3, 5, 6), rand(4, 3, 3, 2, seed=1), rand(4, seed=2)
+    inputs = (Tensor(x), Tensor(weight)) + ((Tensor(b),) if bias else ())
+    out = Conv2d.apply(*inputs, stride=stride, padding=padding)
+    expected = conv2d_by_loops(x, weight, b if bias else None, stride, padding)
+    assert_close(out.data, expected, rtol=1e-12, atol=1e-12, what="conv2d forward")
+
+
+@pytest.mark.exercise("conv2d")
+@pytest.mark.parametrize("stride, padding", CONV_CASES)
+def test_conv2d_col2im_is_adjoint_of_im2col(stride, padding):
+    """<im2col(x), y> = <x, col2im(y)>: col2im is the transpose of the linear map im2col."""
+    x = backend.to_device(rand(2, 3, 5, 6))
+    cols = im2col(x, (3, 2), stride, padding)
+    y = backend.to_device(rand(*cols.shape, seed=1))
+    left = float((cols * y).sum())
+    right = float((x * col2im(y, x.shape, (3, 2), stride, padding)).sum())
+    assert abs(left - right) < 1e-10 * abs(left), (
+        f"<im2col(x), y> = {left} but <x, col2im(y)> = {right}"
+    )
+
+
+@pytest.mark.exercise("conv2d")
+@pytest.mark.parametrize("stride, padding", CONV_CASES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_backward(stride, padding, bias):
+    inputs = [rand(2, 3, 5, 6), rand(4, 3, 3, 2, seed=1)] + ([rand(4, seed=2)] if bias else [])
+    assert_gradcheck(
+        lambda *t: Conv2d.apply(*t, stride=stride, padding=padding),
+        inputs,
+        tol=TOL,
+        what=f"conv2d stride={stride} padding={padding} bias={bias}",
+    )
+
+
+@pytest.mark.exercise("conv2d")
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_module_backward(bias):
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=bias, rng=backend.rng(0)).astype("float64")
+    assert_gradcheck(
+        conv, [rand(2, 3, 5, 6)], params=conv.named_parameters(), tol=TOL, what="nn.Conv2d"
+    )
+
+
+# ----- pooling -----
+def test_maxpool_forward_expected():
+    x = Tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    assert_close(MaxPool2d.apply(x, kernel_size=2, stride=2).data, [[[[5, 7], [13, 15]]]])
+    assert_close(MaxPool2d.apply(x, kernel_size=3, stride=1).data, [[[[10, 11], [14, 15]]]])
+
+
+@pytest.mark.exercise("maxpool")
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2)])
+def test_maxpool_backward(kernel, stride):
+    assert_gradcheck(
+        lambda x: MaxPool2d.apply(x, kernel_size=kernel, stride=stride),
+        [distinct(2, 3, 7, 6)],
+        tol=TOL,
+        what=f"max pool kernel={kernel} stride={stride}",
+    )
+
+
+@pytest.mark.exercise("maxpool")
+def test_maxpool_ties_send_the_gradient_to_the_first_maximum():
+    x = Tensor(np.ones((1, 1, 2, 2)), requires_grad=True)
+    MaxPool2d.apply(x, kernel_size=2, stride=2).backward(np.full((1, 1, 1, 1), 3.0))
+    assert_close(x.grad, [[[[3, 0], [0, 0]]]], what="gradient of a window of equal values")
+
+
+def test_avgpool_forward_expected():
+    x = Tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    assert_close(AvgPool2d.apply(x, kernel_size=2, stride=2).data, [[[[2.5, 4.5], [10.5, 12.5]]]])
+    assert_close(AvgPool2d.apply(x, kernel_size=3, stride=1).data, [[[[5, 6], [9, 10]]]])
+
+
+@pytest.mark.exercise("avgpool")
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2)])
+def test_avgpool_backward(kernel, stride):
+    assert_gradcheck(
+        lambda x: AvgPool2d.apply(x, kernel_size=kernel, stride=stride),
+        [rand(2, 3, 7, 6)],
+        tol=TOL,
+        what=f"avg pool kernel={kernel} stride={stride}",
+    )
+
+
+def test_global_avg_pool_forward_and_backward():
+    x = rand(2, 3, 4, 5)
+    assert_close(global_avg_pool2d(Tensor(x)).data, x.mean(axis=(2, 3)), what="global avg pool")
+    assert_gradcheck(global_avg_pool2d, [x], tol=TOL, what="global avg pool")
+
+
+@pytest.mark.parametrize("module", [nn.MaxPool2d(2), nn.AvgPool2d(3, stride=2)])
+def test_pool_modules_backward(module):
+    assert_gradcheck(module, [distinct(2, 3, 6, 6)], tol=TOL, what=type(module).__name__)
+
+
+# ----- batch norm -----
+@pytest.mark.parametrize("shape", [(6, 4), (4, 3, 2, 3)])
+def test_batchnorm_standardize_forward(shape):
+    x = 3 + 2 * rand(*shape)
+    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    expected = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(
+        x.var(axis=axes, keepdims=True) + 1e-5
+    )
+    assert_close(BatchStandardize.apply(Tensor(x)).data, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.exercise("batchnorm")
+@pytest.mark.parametrize("shape", [(6, 4), (4, 3, 2, 3)])
+def test_batchnorm_standardize_backward(shape):
+    assert_gradcheck(
+        BatchStandardize.apply, [3 + 2 * rand(*shape)], tol=TOL, what=f"standardize {shape}"
+    )
+
+
+@pytest.mark.exercise("batchnorm")
+@pytest.mark.parametrize("layer, shape", [(nn.BatchNorm1d, (6, 4)), (nn.BatchNorm2d, (4, 3, 2, 3))])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_module_backward(layer, shape, affine, training):
+    bn = layer(shape[1], affine=affine).astype("float64")
+    # Statistics and affine parameters away from their initial 0s and 1s, so a mix-up shows.
+    bn.running_mean.data[...] = backend.to_device(rand(shape[1], seed=1))
+    bn.running_var.data[...] = backend.to_device(1 + rand(shape[1], seed=2) ** 2)
+    for seed, parameter in enumerate(bn.parameters(), start=3):
+        parameter.data[...] = backend.to_device(rand(shape[1], seed=seed))
+    bn.train(training)
+    assert_gradcheck(
+        bn,
+        [3 + 2 * rand(*shape)],
+        params=bn.named_parameters(),
+        tol=TOL,
+        what=f"{layer.__name__} affine={affine} training={training}",
+    )
+
+
+# ----- linear -----
+@pytest.mark.exercise("linear")
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_module_backward(bias):
+    linear = nn.Linear(4, 3, bias=bias, rng=backend.rng(0)).astype("float64")
+    assert_gradcheck(
+        linear, [rand(5, 4)], params=linear.named_parameters(), tol=TOL, what="nn.Linear"
+    )
+
+
+@pytest.mark.exercise("linear")
+def test_linear_forward_is_x_weight_plus_bias():
+    linear = nn.Linear(4, 3, rng=backend.rng(0)).astype("float64")
+    x = rand(5, 4)
+    expected = x @ linear.weight.numpy() + linear.bias.numpy()
+    assert_close(linear(Tensor(x)).data, expected, rtol=1e-12, what="linear forward")

@@ -1,0 +1,96 @@
+"""Every notebook runs top to bottom, in reading order, in the fast configuration.
+
+The notebooks in notebooks/ are executed in memory with nbclient (nothing is written back), with
+TINYBT_FAST=1, which each notebook reads in its first code cell to shrink its epochs and data,
+and with the notebooks' folder as the working directory, as Jupyter runs them. Checks inside the
+notebooks are asserts, so a notebook whose claims stop holding fails here, naming the cell.
+
+The notebooks plot and index NumPy arrays directly, so their kernel always runs on the NumPy
+backend, whatever TINYBT_BACKEND the rest of the suite uses, and with one BLAS thread (see below).
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+CELL_TIMEOUT = 300  # seconds; a fast notebook takes a few seconds in all
+
+
+def test_the_notebooks_are_numbered_in_reading_order():
+    numbers = [int(path.name[:2]) for path in NOTEBOOKS]
+    assert numbers == list(range(1, len(NOTEBOOKS) + 1)), [path.name for path in NOTEBOOKS]
+
+
+def test_every_exercise_is_introduced_by_one_notebook_heading():
+    """Each learners' exercise has a heading `### Exercise <task-id>` in the notebook that
+    introduces it, with the command that checks it (docs/EXERCISES.md lists where)."""
+    from tinybt.exercises import TASKS
+
+    headings = {}
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "markdown":
+                continue
+            for task in re.findall(r"^#+ Exercise (\S+)\s*$", cell.source, flags=re.MULTILINE):
+                assert task not in headings, f"{task}: in {headings.get(task)} and {path.name}"
+                headings[task] = path.name
+                command = f"python -m tinybt.exercises check {task}"
+                assert command in cell.source, f"{path.name}: the {task} heading lacks `{command}`"
+    assert sorted(headings) == sorted(TASKS), (
+        f"tasks without a heading: {sorted(set(TASKS) - set(headings))}; "
+        f"headings of unknown tasks: {sorted(set(headings) - set(TASKS))}"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_is_committed_without_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    dirty = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
+    assert not dirty, (
+        f"{path.name}: cells {dirty} hold outputs or execution counts; clear them before "
+        "committing (Jupyter: Edit > Clear Outputs of All Cells)"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebook_runs_in_the_fast_configuration(path, monkeypatch):
+    monkeypatch.setenv("TINYBT_FAST", "1")  # the kernel inherits this process's environment
+    monkeypatch.setenv("TINYBT_BACKEND", "numpy")
+    # The fast configuration's arrays are small, and a multi-threaded BLAS gains nothing on them;
+    # on a busy machine its threads spin waiting for cores and a 1 s training run takes a minute.
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(variable, "1")
+    notebook = nbformat.read(path, as_version=4)
+    running = {}  # the cell being executed, so that a failure can name it
+    client = nbclient.NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT,
+        resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},  # the kernel's working directory
+        on_cell_start=lambda cell, cell_index: running.update(cell=cell, index=cell_index),
+    )
+    failure = None
+    try:
+        client.execute()
+    except (nbclient.exceptions.CellExecutionError, nbclient.exceptions.CellTimeoutError) as error:
+        failure = ANSI_COLOUR.sub("", str(error))  # IPython colours its tracebacks
+    if failure is not None:  # outside the except block, so the error is reported once
+        cell = running["cell"]
+        first_line = (cell.source.strip().splitlines() or [""])[0]
+        pytest.fail(
+            f"{path.name}: cell {running['index']} (counting every cell from 0, "
+            f"starting {first_line!r}) failed:\n{failure}",
+            pytrace=False,
+        )
