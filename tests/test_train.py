@@ -10,6 +10,8 @@ import pytest
 from tinybt import train as train_module
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
+from tinybt.loss import cross_correlation
+from tinybt.tensor import Tensor, no_grad
 from tinybt.train import Config, Run, main, train
 
 
@@ -49,6 +51,24 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tmp_path):
     assert matrices.shape == (len(steps), 32, 32)
     # C on the held-out views moves towards the identity: the diagonal rises.
     assert np.diagonal(matrices[-1], axis1=0, axis2=1).mean() > np.diagonal(matrices[0]).mean()
+
+
+def test_snapshot_is_c_as_the_loss_sees_it_and_leaves_the_running_statistics(tmp_path):
+    """Snapshots use batch statistics, as the loss does. At step 0 the running statistics are
+    still (0, 1): through four random stages the embeddings would shrink to a spread of about
+    1e-3, the eps of the standardisation would swamp it and C would read near 0."""
+    config = tiny_config(tmp_path, widths="8-16-16-16", strides="2-2-2-2")
+    run = Run(config, progress=False, log=lambda *_: None)
+    before = {name: b.data.copy() for name, b in run.model.named_buffers().items()}
+    run._take_snapshot(0)
+    for name, buffer in run.model.named_buffers().items():
+        assert np.array_equal(buffer.data, before[name]), f"snapshot changed {name}"
+
+    with no_grad():  # training mode, as the loss sees the views
+        z_a, z_b = (run.model(Tensor(views)).data for views in run.snapshot_views)
+    expected = cross_correlation(z_a, z_b)
+    assert np.allclose(run.snapshots[0], expected, atol=2e-3)  # stored as float16
+    assert np.diagonal(expected).mean() > 0.1
 
 
 def test_same_seed_same_run(tmp_path):

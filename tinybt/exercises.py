@@ -43,7 +43,7 @@ TASKS = {
     "sum": "backward of a sum over axes (mean and variance are built from it)",
     "matmul": "backward of Z = X @ Y",
     "linear": "the linear layer's forward, y = x W + b (autograd derives its backward)",
-    "conv2d": "convolution: col2im, and the backward through im2col and GEMMs",
+    "conv2d": "convolution: im2col, col2im, and the backward through GEMMs",
     "maxpool": "backward of max pooling",
     "avgpool": "backward of average pooling",
     "batchnorm": "backward of batch normalisation",

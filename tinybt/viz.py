@@ -81,9 +81,9 @@ def save_cross_correlation_grid(steps, matrices, path, columns=6, size=64):
     shown = np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).astype(int))
     figure = Figure(figsize=(2.2 * len(shown) + 4.0, 2.6))
     FigureCanvasAgg(figure)
-    # heatmaps | colour bar | curves, each in a column of its own so nothing overlaps
+    # heatmaps | colour bar | (empty, room for the bar's labels) | curves
     grid = figure.add_gridspec(
-        1, len(shown) + 2, width_ratios=[1] * len(shown) + [0.07, 1.6], wspace=0.3
+        1, len(shown) + 3, width_ratios=[1] * len(shown) + [0.07, 0.25, 1.6], wspace=0.3
     )
     for column, index in enumerate(shown):
         axes = figure.add_subplot(grid[0, column])
@@ -91,7 +91,7 @@ def save_cross_correlation_grid(steps, matrices, path, columns=6, size=64):
         axes.set_title(f"step {steps[index]}", fontsize=9)
         axes.set_xticks([])
         axes.set_yticks([])
-    figure.colorbar(image, cax=figure.add_subplot(grid[0, -2]))
+    figure.colorbar(image, cax=figure.add_subplot(grid[0, -3]))
     curves = figure.add_subplot(grid[0, -1])
     diagonal = [np.diagonal(m).mean() for m in matrices]
     off = [_off_diagonal_rms(m) for m in matrices]
