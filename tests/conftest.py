@@ -4,6 +4,7 @@ The whole suite runs on the backend named by TINYBT_BACKEND (numpy by default), 
 arrays with `backend.xp()` and compare them on the host with `to_host`.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,15 @@ def assert_close(actual, expected, rtol=1e-6, atol=1e-8, what="arrays"):
     actual, expected = backend.to_host(actual), backend.to_host(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def pytest_configure(config):
+    """Load the backend once, before any test: TINYBT_BACKEND=cupy on a machine without CuPy
+    or a GPU stops the run with the backend's one-line message, not a failure per test."""
+    try:
+        backend.xp()
+    except backend.BackendError as error:
+        raise pytest.UsageError(f"TINYBT_BACKEND={os.environ['TINYBT_BACKEND']}: {error}") from None
 
 
 def pytest_addoption(parser):

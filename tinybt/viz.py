@@ -75,7 +75,8 @@ def save_cross_correlation_grid(steps, matrices, path, columns=6, size=64):
     """Heatmaps of C (D, D) at up to `columns` of the snapshot steps, first to last, beside
     its mean diagonal and off-diagonal RMS over all steps. Written as a PNG to `path`.
 
-    A converging run shows the diagonal lighting up (C_ii -> 1) while the rest fades to 0.
+    A converging run shows the diagonal lighting up (C_ii -> 1) while the rest stays in a band
+    around 0.
     """
     steps, matrices = list(steps), np.asarray(matrices, dtype=np.float32)
     shown = np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).astype(int))
