@@ -3,6 +3,7 @@ saves, NaN stops with a message, and the command line speaks in one-line errors.
 
 import json
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
 from tinybt.loss import cross_correlation
 from tinybt.tensor import Tensor, no_grad
-from tinybt.train import Config, Run, main, train
+from tinybt.train import Config, Run, first_images, load_split, main, train
 
 
 def tiny_config(tmp_path, **changes):
@@ -106,6 +107,21 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
     config = tiny_config(tmp_path, optimizer="sgd", lr=1e12, warmup_epochs=0.0, epochs=3)
     with pytest.raises(TinyBTError, match=r"the loss became nan at step \d+ .* lower it"):
         train(config, progress=False, log=lambda *_: None)
+
+
+def test_load_split_cuts_the_training_images_only_when_asked(tmp_path):
+    config = tiny_config(tmp_path)  # train_size 256 of the 5,000 generated
+    assert len(load_split(config, "train")) == 256
+    assert len(load_split(replace(config, train_size=0), "train")) == 5000  # 0: all
+    assert len(load_split(config, "test")) == 1000  # the test split is never cut
+
+
+def test_run_trains_on_the_training_set_it_is_given(tmp_path):
+    config = tiny_config(tmp_path)
+    given = first_images(load_split(replace(config, train_size=0), "train"), 96)
+    run = Run(config, train_set=given, progress=False, log=lambda *_: None)
+    assert run.train_set is given and run.steps_per_epoch == 96 // config.batch_size
+    assert len(run.train()) == config.epochs
 
 
 def test_batch_larger_than_dataset_is_refused(tmp_path):

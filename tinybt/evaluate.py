@@ -193,8 +193,7 @@ def main(argv=None):
 
 
 def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100):
-    from tinybt.data import load_dataset
-    from tinybt.train import Config, build_model, first_images
+    from tinybt.train import Config, build_model, load_split
 
     path = Path(path)
     checkpoint = path / "checkpoint.npz" if path.is_dir() else path
@@ -206,13 +205,8 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
     backend.set_backend(config.backend)
     model = build_model(config)
     model.load_state_dict(model_state)
-    sets = [
-        load_dataset(config.dataset, split=split, data_dir=config.data_dir, seed=config.seed)
-        for split in ("train", "test")
-    ]
-    if config.train_size:
-        sets[0] = first_images(sets[0], config.train_size)
-    return evaluate_run(model, config, *sets, probe_epochs=probe_epochs)
+    train_set, test_set = load_split(config, "train"), load_split(config, "test")
+    return evaluate_run(model, config, train_set, test_set, probe_epochs=probe_epochs)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,21 @@ def correlation_summary(c, lambd):
     }
 
 
+def load_split(config, split):
+    """The `split` ("train" or "test") of the config's dataset; the training split is cut to
+    its first config.train_size images when that is set."""
+    dataset = load_dataset(
+        config.dataset,
+        split=split,
+        data_dir=config.data_dir,
+        seed=config.seed,
+        download=config.download,
+    )
+    if split == "train" and config.train_size:
+        dataset = first_images(dataset, config.train_size)
+    return dataset
+
+
 def first_images(dataset, count):
     """The dataset cut to its first `count` images (the datasets come in random order)."""
     return replace(dataset, images=dataset.images[:count], labels=dataset.labels[:count])
@@ -197,17 +212,17 @@ def snapshot_steps(total_steps, count=16):
 class Run:
     """A training run in its folder: loads data, builds or restores everything, trains."""
 
-    def __init__(self, config, progress=True, log=print):
+    def __init__(self, config, train_set=None, progress=True, log=print):
+        """train_set: a Dataset to train on instead of the config's training split (notebook
+        08 trains on images with shuffled pixels); its mean and std normalise the views."""
         self.config, self.progress, self.log = config, progress, log
         backend.set_backend(config.backend)
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.out / "checkpoint.npz"
 
-        self.train_set = self._load("train")
-        if config.train_size:
-            self.train_set = first_images(self.train_set, config.train_size)
-        self.test_set = self._load("test")
+        self.train_set = load_split(config, "train") if train_set is None else train_set
+        self.test_set = load_split(config, "test")
         self.augment = build_augment(config, self.train_set.mean, self.train_set.std)
         self.model = build_model(config)
         self.optimizer = build_optimizer(config, self.model)
@@ -227,12 +242,6 @@ class Run:
         self.rng = np.random.default_rng([config.seed, 1])
         self.sums = {}  # running sums of the epoch in progress
         self.snapshots = {}  # step -> C (D, D) float16 on the host
-
-    def _load(self, split):
-        c = self.config
-        return load_dataset(
-            c.dataset, split=split, data_dir=c.data_dir, seed=c.seed, download=c.download
-        )
 
     def _snapshot_views(self):
         """Two fixed augmented views of the first held-out images, the same at every snapshot."""
