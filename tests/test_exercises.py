@@ -12,7 +12,16 @@ import pytest
 
 from tinybt import exercises
 from tinybt.errors import TinyBTError
-from tinybt.exercises import PACKAGE, TASKS, find_fences, read_fences, run_tests, solve, start
+from tinybt.exercises import (
+    PACKAGE,
+    TASKS,
+    find_fences,
+    read_fences,
+    read_report,
+    run_tests,
+    solve,
+    start,
+)
 
 LIBRARY = PACKAGE.parent
 
@@ -97,6 +106,28 @@ def test_fences_tasks_and_test_markers_agree(library_results):
         f"tasks without a test marked exercise(<task>): {sorted(tasks - marked)}",
     ]
     assert fenced == tasks == marked, "; ".join(p for p in problems if not p.endswith("[]"))
+
+
+def test_report_skips_modules_skipped_whole_but_keeps_every_test(tmp_path):
+    """Without torch, pytest reports test_torch_reference.py as one skipped case with no
+    exercise property; it must not count as a test marked with an unknown task."""
+    report = tmp_path / "report.xml"
+    report.write_text(
+        "<testsuites><testsuite>"
+        '<testcase file="tests/test_torch_reference.py" name="tests.test_torch_reference">'
+        '<skipped message="could not import torch"/></testcase>'
+        '<testcase file="tests/test_ops.py" name="test_add_backward"><properties>'
+        '<property name="exercise" value="add"/></properties></testcase>'
+        '<testcase file="tests/test_ops.py" name="test_mul_backward"><properties>'
+        '<property name="exercise" value="mul"/></properties>'
+        '<failure message="AssertionError: mul: gradient wrong"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    results = read_report(report)
+    assert [(r.task, r.outcome, r.message) for r in results] == [
+        ("add", "passed", ""),
+        ("mul", "failed", "mul: gradient wrong"),
+    ]
 
 
 def test_learner_copy_imports_and_is_the_one_imported(untouched):
