@@ -6,9 +6,15 @@ augmentations have their own benchmark, augment_speed.py). Both sides build the 
 the 4-stage encoder (32-64-128-256 channels, strides 1-2-2-2, conv-BN-ReLU, global average
 pooling) and the 512-512-512 projector.
 
+Each library is timed in blocks of `--repeats` steps after a warm-up step, as a training loop
+runs it, and the blocks alternate for `--rounds` rounds, so that a change in the machine's
+load hits both alike; the median over all steps of each is reported. The process first asks
+malloc to reuse freed memory, as training does (tinybt.backend.reuse_freed_memory); that
+holds for PyTorch too, which it also speeds up at large batches.
+
     python benchmarks/train_step_speed.py [--batch-sizes 128 256] [--repeats 5] [--profile]
 
-Prints the median seconds per step of each, and the ratio tinybt / torch.
+Prints the median milliseconds per step of each, and the ratio tinybt / torch.
 """
 
 import argparse
@@ -19,6 +25,7 @@ import time
 
 import numpy as np
 
+from tinybt import backend
 from tinybt.loss import barlow_twins_loss
 from tinybt.model import BarlowTwins
 from tinybt.optim import Adam
@@ -82,29 +89,40 @@ def torch_step(batch_size):
     return step
 
 
-def median_seconds(step, repeats):
-    step()  # warm-up: first-touch allocations, thread pools
+def time_block(step, repeats):
+    """Seconds of each of `repeats` runs of step(), after one untimed warm-up run."""
+    step()  # first-touch allocations, thread pools waking up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per block")
+    parser.add_argument("--rounds", type=int, default=2, help="blocks of each library, in turn")
     parser.add_argument("--profile", action="store_true", help="where tinybt's time goes")
     args = parser.parse_args()
+    reused = backend.reuse_freed_memory()
+    print(f"malloc reuses freed memory: {'yes' if reused else 'no (not glibc)'}")
     for batch_size in args.batch_sizes:
-        ours = median_seconds(tinybt_step(batch_size), args.repeats)
-        reference = torch_step(batch_size)
-        line = f"batch {batch_size}: tinybt {1000 * ours:.0f} ms/step"
+        ours, reference = tinybt_step(batch_size), torch_step(batch_size)
+        our_times, their_times = [], []
+        for _ in range(args.rounds):
+            our_times += time_block(ours, args.repeats)
+            if reference is not None:
+                their_times += time_block(reference, args.repeats)
+        line = f"batch {batch_size}: tinybt {1000 * statistics.median(our_times):.0f} ms/step"
         if reference is not None:
-            theirs = median_seconds(reference, args.repeats)
-            line += f", torch {1000 * theirs:.0f} ms/step, ratio tinybt/torch {ours / theirs:.2f}"
+            ratio = statistics.median(our_times) / statistics.median(their_times)
+            line += (
+                f", torch {1000 * statistics.median(their_times):.0f} ms/step, "
+                f"ratio tinybt/torch {ratio:.2f}"
+            )
         print(line, flush=True)
     if args.profile:
         step = tinybt_step(args.batch_sizes[-1])

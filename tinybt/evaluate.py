@@ -203,6 +203,7 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
         config, backend=backend_name or config.backend, data_dir=data_dir or config.data_dir
     )
     backend.set_backend(config.backend)
+    backend.reuse_freed_memory()
     model = build_model(config)
     model.load_state_dict(model_state)
     train_set, test_set = load_split(config, "train"), load_split(config, "test")

@@ -217,6 +217,7 @@ class Run:
         08 trains on images with shuffled pixels); its mean and std normalise the views."""
         self.config, self.progress, self.log = config, progress, log
         backend.set_backend(config.backend)
+        backend.reuse_freed_memory()  # a fifth faster on the CPU: see its docstring
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.out / "checkpoint.npz"

@@ -12,6 +12,21 @@ from tinybt.backend import get_array_module
 from tinybt.tensor import Function
 
 
+def feature_mean(*arrays):
+    """The mean of the product of `arrays` over every axis but axis 1, the feature axis.
+
+    arrays: one or more of the same shape, (N, D) or (N, C, H, W) -> (1, D) or (1, C, 1, 1),
+    which broadcasts against them. feature_mean(x) is the mean of each feature, and
+    feature_mean(x, y) the mean of x ⊙ y, without making x ⊙ y. einsum spells the sum out
+    index by index ("nchw,nchw->c": Σ_n,h,w x y), and on the CPU it is two to three times as
+    fast as (x * y).mean(axis=(0, 2, 3)), which batch norm would run on every activation.
+    """
+    x = arrays[0]
+    indices = "nchw"[: x.ndim]
+    sums = get_array_module(x).einsum(",".join([indices] * len(arrays)) + "->c", *arrays)
+    return sums.reshape((1, -1) + (1,) * (x.ndim - 2)) / (x.size // x.shape[1])
+
+
 class BatchStandardize(Function):
     """x̂ = (x - μ) / sqrt(σ² + eps) for each feature, μ and σ² its mean and biased variance
     over the batch.
@@ -36,16 +51,15 @@ class BatchStandardize(Function):
                 f"batch standardisation needs (N, D) or (N, C, H, W) input, got shape {x.shape}"
             )
         xp = get_array_module(x)
-        self.axes = (0,) if x.ndim == 2 else (0, 2, 3)
         count = x.size // x.shape[1]  # m: values per feature
         if count < 2:
             raise ValueError(
                 f"batch statistics need more than one value per feature, got shape {x.shape}: "
                 "use a batch of at least 2, or eval mode"
             )
-        mean = x.mean(axis=self.axes, keepdims=True)
+        mean = feature_mean(x)
         centred = x - mean
-        var = (centred**2).mean(axis=self.axes, keepdims=True)  # biased: divides by m
+        var = feature_mean(centred, centred)  # biased: divides by m
         self.inv_std = 1 / xp.sqrt(var + eps)
         self.x_hat = centred * self.inv_std
         if running_mean is not None:
@@ -58,7 +72,7 @@ class BatchStandardize(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION batchnorm: return (dL/dx,) for x_hat = (x - mean) / sqrt(var + eps)
-        mean_grad = grad.mean(axis=self.axes, keepdims=True)
-        mean_grad_x_hat = (grad * self.x_hat).mean(axis=self.axes, keepdims=True)
+        mean_grad = feature_mean(grad)
+        mean_grad_x_hat = feature_mean(grad, self.x_hat)
         return (self.inv_std * (grad - mean_grad - self.x_hat * mean_grad_x_hat),)
         # END SOLUTION
