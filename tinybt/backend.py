@@ -8,6 +8,8 @@ otherwise NumPy.
 Random numbers are always drawn on the host with NumPy's generator and then moved to the
 device: the arrays drawn are small (weights, per-sample augmentation parameters), and a seed
 then means the same thing on both backends.
+
+On the host, how NumPy's memory is recycled matters too: see `reuse_freed_memory`.
 """
 
 import ctypes
