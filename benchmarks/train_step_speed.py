@@ -26,26 +26,24 @@ import time
 import numpy as np
 
 from tinybt import backend
-from tinybt.loss import barlow_twins_loss
+from tinybt.loss import LAMBDA
 from tinybt.model import BarlowTwins
 from tinybt.optim import Adam
-from tinybt.tensor import Tensor
+from tinybt.train import train_step
 
 WIDTHS, STRIDES, PROJECTOR = (32, 64, 128, 256), (1, 2, 2, 2), (512, 512, 512)
 
 
 def tinybt_step(batch_size):
-    """A function that runs one tinybt training step on fixed random views."""
+    """A function that runs one tinybt training step (tinybt.train.train_step, as training
+    runs it) on fixed random views."""
     rng = np.random.default_rng(0)
     model = BarlowTwins(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)
     optimizer = Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
     views = [rng.standard_normal((batch_size, 3, 32, 32)).astype(np.float32) for _ in range(2)]
 
     def step():
-        loss = barlow_twins_loss(model(Tensor(views[0])), model(Tensor(views[1])))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, *views, lambd=LAMBDA, standardize=True)
 
     return step
 
