@@ -29,13 +29,13 @@ from tinybt import backend
 from tinybt.loss import LAMBDA
 from tinybt.model import BarlowTwins
 from tinybt.optim import Adam
-from tinybt.train import train_step
+from tinybt.recipe import train_step
 
 WIDTHS, STRIDES, PROJECTOR = (32, 64, 128, 256), (1, 2, 2, 2), (512, 512, 512)
 
 
 def tinybt_step(batch_size):
-    """A function that runs one tinybt training step (tinybt.train.train_step, as training
+    """A function that runs one tinybt training step (tinybt.recipe.train_step, as training
     runs it) on fixed random views."""
     rng = np.random.default_rng(0)
     model = BarlowTwins(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)

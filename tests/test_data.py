@@ -20,7 +20,6 @@ from PIL import Image
 from tinybt.data import Dataset, channel_stats, cifar10, load_dataset, shapes
 from tinybt.data.download import download
 from tinybt.errors import TinyBTError
-from tinybt.progress import ProgressBar
 
 CIFAR_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
@@ -106,27 +105,36 @@ def small_dataset(count=10):
     return Dataset(images, np.arange(count), ["a"], (0.5,) * 3, (0.2,) * 3, "toy", "train")
 
 
-def test_batches_cover_every_image_once_in_a_seeded_order():
+def test_batches_cover_every_image_once_in_the_given_order():
     dataset = small_dataset(10)
-    batches = list(dataset.batches(4, np.random.default_rng(0), shuffle=True, drop_last=False))
+    order = np.random.default_rng(0).permutation(10)
+    batches = list(dataset.batches(4, order, drop_last=False))
     assert [len(labels) for _, labels in batches] == [4, 4, 2]
     seen = np.concatenate([labels for _, labels in batches])
-    assert sorted(seen) == list(range(10)) and list(seen) != list(range(10))
+    np.testing.assert_array_equal(seen, order)  # labels are the image indices here
     for images, labels in batches:
         np.testing.assert_array_equal(images, dataset.images[labels])
         assert images.dtype == np.uint8
 
-    again = list(dataset.batches(4, np.random.default_rng(0), shuffle=True, drop_last=False))
-    np.testing.assert_array_equal(seen, np.concatenate([labels for _, labels in again]))
-    in_order = list(dataset.batches(4, np.random.default_rng(0), shuffle=False, drop_last=True))
+    in_order = list(dataset.batches(4, drop_last=True))
     assert [list(labels) for _, labels in in_order] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_batches_from_a_start_continue_the_same_pass():
+    """What exact resume needs: the same order, from the batch a stopped run reached."""
+    dataset = small_dataset(10)
+    order = np.random.default_rng(1).permutation(10)
+    whole = [list(labels) for _, labels in dataset.batches(3, order)]
+    assert len(whole) == 3  # drop_last: 10 // 3
+    assert [list(labels) for _, labels in dataset.batches(3, order, start=1)] == whole[1:]
+    assert list(dataset.batches(3, order, start=3)) == []
 
 
 def test_batches_reject_impossible_sizes():
     with pytest.raises(TinyBTError, match="smaller batch size"):
-        next(small_dataset(10).batches(11, np.random.default_rng(0)))
+        next(small_dataset(10).batches(11))
     with pytest.raises(TinyBTError, match="at least 1"):
-        next(small_dataset(10).batches(0, np.random.default_rng(0)))
+        next(small_dataset(10).batches(0))
 
 
 def test_dataset_rejects_images_that_are_not_uint8_rgb():
@@ -378,37 +386,3 @@ def test_folder_errors_name_the_problem(tmp_path):
     (tmp_path / "cat" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(TinyBTError, match="broken.png"):
         load_dataset("folder", "train", tmp_path)
-
-
-# Progress bar.
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self):
-        return True
-
-
-def test_progress_bar_in_a_log_prints_at_most_ten_lines():
-    log = io.StringIO()
-    with ProgressBar(1000, "epoch 1", stream=log) as bar:
-        for step in range(1000):
-            bar.update(loss=1 / (step + 1))
-    lines = log.getvalue().splitlines()
-    assert 1 <= len(lines) <= 10
-    assert lines[-1] == "epoch 1 1000/1000 [##########] 100% loss=0.001"
-
-
-def test_progress_bar_on_a_terminal_redraws_one_line():
-    terminal = FakeTerminal()
-    bar = ProgressBar(120, "train", stream=terminal)
-    bar.update(37, loss=1.2345678, **{"img/s": 812})
-    assert terminal.getvalue() == "\rtrain 37/120 [###       ] 31% loss=1.235 img/s=812"
-    bar.close()
-    assert terminal.getvalue().endswith("\n") and terminal.getvalue().count("\n") == 1
-
-
-def test_progress_bar_without_a_total_counts_megabytes():
-    log = io.StringIO()
-    with ProgressBar(None, "get", unit="B", stream=log) as bar:
-        bar.update(2_500_000)
-    assert log.getvalue() == "get 2.5MB\n"

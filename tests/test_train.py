@@ -12,8 +12,9 @@ from tinybt import train as train_module
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
 from tinybt.loss import cross_correlation
+from tinybt.recipe import Config, first_images, load_split
 from tinybt.tensor import Tensor, no_grad
-from tinybt.train import Config, Run, first_images, load_split, main, train
+from tinybt.train import Run, main, train
 
 
 def tiny_config(tmp_path, **changes):
@@ -145,7 +146,7 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert status == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error
-    assert main(["--preset", "tiny", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert main(["--resume", "--out", str(tmp_path / "none")]) == 2
 
 
 def test_command_line_run_and_resume(tmp_path, capsys):

@@ -1,4 +1,6 @@
-"""The one exception type that reaches the user as a message instead of a traceback."""
+"""How errors reach the user: one line that says what to do, never a traceback."""
+
+import argparse
 
 
 class TinyBTError(Exception):
@@ -7,3 +9,11 @@ class TinyBTError(Exception):
     The message is one line that says what was wrong and what to do. The command-line
     programs print it as `error: <message>` and exit with status 2.
     """
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, with its complaints about the command line as one `error:` line (exit 2)
+    instead of the usage text followed by the error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (`{self.prog} --help` lists the options)\n")

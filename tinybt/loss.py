@@ -17,6 +17,8 @@ composed of primitive ops. The tests check that they agree, with each other, wit
 differences and with PyTorch.
 """
 
+import math
+
 from tinybt.backend import get_array_module
 from tinybt.ops.batchnorm import BatchStandardize
 from tinybt.tensor import Function
@@ -57,6 +59,24 @@ def cross_correlation(z_a, z_b, standardized=True, eps=EPS):
     return z_a_hat.T @ z_b_hat / z_a.shape[0]
 
 
+def correlation_summary(c):
+    """What training logs and plots about C (D, D), either backend -> two floats:
+
+    diag_mean      mean_i C_ii, which invariance pushes to 1
+    off_diag_rms   sqrt(mean_{i≠j} C_ij²), which redundancy reduction pushes to 0. It cannot
+                   reach 0 on a finite batch: two independent features measured on N samples
+                   still correlate by about ±1/sqrt(N) (the noise floor the C figure draws).
+    """
+    xp = get_array_module(c)
+    d = c.shape[0]
+    diagonal = xp.diagonal(c)
+    off_diagonal_squares = float((c**2).sum()) - float((diagonal**2).sum())
+    return {
+        "diag_mean": float(diagonal.mean()),
+        "off_diag_rms": math.sqrt(max(off_diagonal_squares, 0.0) / (d * d - d)),
+    }
+
+
 def loss_terms(c, lambd=LAMBDA):
     """The two parts of the loss from C (D, D): (Σ_i (1 - C_ii)², λ Σ_{i≠j} C_ij²)."""
     diagonal = get_array_module(c).diagonal(c)
@@ -80,6 +100,9 @@ def off_diagonal(c):
 class BarlowTwinsLoss(Function):
     """L(Z_a, Z_b) with Z_a, Z_b: (N, D) -> scalar, the gradient derived by hand.
 
+    The op keeps the matrix it computed, `c` (D, D), and its two terms, `on_diagonal` and
+    `off_diagonal` (floats): training logs and plots them from here (see `barlow_twins`).
+
     Backward, from the loss down:
         dL/dC_ii = -2 (1 - C_ii),   dL/dC_ij = 2 λ C_ij  (i ≠ j)        call it G (D, D)
         C = Ẑ_aᵀ Ẑ_b / N  =>  dL/dẐ_a = Ẑ_b Gᵀ / N,   dL/dẐ_b = Ẑ_a G / N   (N, D)
@@ -95,8 +118,9 @@ class BarlowTwinsLoss(Function):
         self.normalise_a, self.z_a_hat = _normalise(z_a, standardized, eps)
         self.normalise_b, self.z_b_hat = _normalise(z_b, standardized, eps)
         self.c = self.z_a_hat.T @ self.z_b_hat / z_a.shape[0]
-        on_diagonal, off_diag = loss_terms(self.c, lambd)
-        return on_diagonal + off_diag
+        on_diagonal, off_diagonal = loss_terms(self.c, lambd)
+        self.on_diagonal, self.off_diagonal = float(on_diagonal), float(off_diagonal)
+        return on_diagonal + off_diagonal
 
     def backward(self, grad):
         # BEGIN SOLUTION bt-loss: return (dL/dZ_a, dL/dZ_b) for the Barlow Twins loss
@@ -115,6 +139,16 @@ class BarlowTwinsLoss(Function):
 def barlow_twins_loss(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
     """The Barlow Twins loss of two (N, D) embedding Tensors, as one op (scalar Tensor)."""
     return BarlowTwinsLoss.apply(z_a, z_b, lambd=lambd, standardized=standardized, eps=eps)
+
+
+def barlow_twins(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
+    """(loss, c, terms): the loss of two (N, D) embedding Tensors, as `barlow_twins_loss`,
+    with the C (D, D) it was computed from and what training logs about it: the two terms
+    of the loss and `correlation_summary(c)`. C is computed once, by the loss."""
+    op = BarlowTwinsLoss()
+    loss = op(z_a, z_b, lambd=lambd, standardized=standardized, eps=eps)
+    terms = {"on_diag": op.on_diagonal, "off_diag": op.off_diagonal}
+    return loss, op.c, {**terms, **correlation_summary(op.c)}
 
 
 def barlow_twins_loss_autograd(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):

@@ -20,7 +20,7 @@ from tinybt import backend, ops
 from tinybt.checkpoint import atomic_savez
 from tinybt.errors import TinyBTError
 from tinybt.ops.conv import pair
-from tinybt.tensor import Tensor
+from tinybt.tensor import Tensor, is_grad_enabled
 
 
 class Parameter(Tensor):
@@ -199,8 +199,11 @@ class _BatchNorm(Module):
     """y = γ x̂ + β, x̂ each feature standardised (see ops.BatchStandardize).
 
     In training mode x̂ uses the batch's mean and biased variance, and the running averages
-    (momentum 0.1, unbiased variance, as in PyTorch) are updated. In eval mode x̂ uses the
-    running averages: constants, so batch norm is then a fixed affine map of x.
+    (momentum 0.1, unbiased variance, as in PyTorch), which this layer owns, are updated. A
+    forward pass under `no_grad()` in training mode (training's snapshots of C) uses the batch
+    statistics too but leaves the running averages alone: only passes that a training step
+    will follow with backward update them. In eval mode x̂ uses the running averages:
+    constants, so batch norm is then a fixed affine map of x.
     affine=False leaves out γ (gamma) and β (beta).
     """
 
@@ -222,13 +225,10 @@ class _BatchNorm(Module):
             )
         shape = (1, -1) + (1,) * (x.ndim - 2)  # one value per feature, broadcast along axis 1
         if self.training:
-            x_hat = ops.BatchStandardize.apply(
-                x,
-                eps=self.eps,
-                running_mean=self.running_mean.data,
-                running_var=self.running_var.data,
-                momentum=self.momentum,
-            )
+            standardize = ops.BatchStandardize()
+            x_hat = standardize(x, eps=self.eps)
+            if is_grad_enabled():
+                self._update_running_statistics(standardize)
         else:
             xp = backend.get_array_module(self.running_var.data)
             mean = self.running_mean.data.reshape(shape)
@@ -237,6 +237,17 @@ class _BatchNorm(Module):
         if not self.affine:
             return x_hat
         return x_hat * self.gamma.reshape(shape) + self.beta.reshape(shape)
+
+    def _update_running_statistics(self, standardize):
+        """r = (1 - momentum) r + momentum b, as PyTorch's batch norm: b is the batch mean, or
+        for the variance the unbiased m σ² / (m - 1), from the op that just standardised."""
+        m = standardize.count
+        for running, batch in (
+            (self.running_mean.data, standardize.mean),
+            (self.running_var.data, standardize.var * m / (m - 1)),
+        ):
+            running *= 1 - self.momentum
+            running += self.momentum * batch
 
 
 class BatchNorm1d(_BatchNorm):

@@ -17,6 +17,11 @@ DEFAULT_DTYPE = "float32"
 _grad_enabled = True
 
 
+def is_grad_enabled():
+    """False inside `no_grad()`: ops then record no graph and no backward will follow."""
+    return _grad_enabled
+
+
 @contextmanager
 def no_grad():
     """Inside this block ops record no graph: for evaluation, where no backward will follow."""
@@ -44,15 +49,23 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
-        """Run the op on Tensors (or numbers) and, if any input needs a gradient, record it."""
+        """Run a new instance of the op on Tensors (or numbers): `Mul.apply(x, y)`."""
+        return cls()(*inputs, **options)
+
+    def __call__(self, *inputs, **options):
+        """Run this op on Tensors (or numbers) and, if any input needs a gradient, record it.
+
+        An instance runs once. Calling it yourself, `op = BatchStandardize(); y = op(x)`,
+        keeps the op in hand, so you can read what its forward saved (batch norm's layer
+        reads the batch statistics, training reads the loss's cross-correlation matrix).
+        """
         inputs = [as_tensor(x, like=inputs) for x in inputs]
-        fn = cls()
-        out = Tensor(fn.forward(*(t.data for t in inputs), **options))
+        out = Tensor(self.forward(*(t.data for t in inputs), **options))
         if _grad_enabled and any(t.requires_grad for t in inputs):
             out.requires_grad = True
-            out._fn = fn
-            fn.inputs = inputs
-            fn.needs_grad = tuple(t.requires_grad for t in inputs)  # lets backward skip work
+            out._fn = self
+            self.inputs = inputs
+            self.needs_grad = tuple(t.requires_grad for t in inputs)  # lets backward skip work
         return out
 
 

@@ -1,11 +1,10 @@
 """Train Barlow Twins:  python -m tinybt.train --preset shapes
 
-One training step (`train_step`) is the whole method:
-    two augmented views of a batch -> the same network -> embeddings Z_a, Z_b (N, D)
-    -> loss = Barlow Twins(Z_a, Z_b) -> backward -> optimiser step.
-The rest of this file is what makes a run trustworthy: a seeded generator for every random
-draw, a learning-rate schedule, progress and metrics, snapshots of the cross-correlation
-matrix, atomic checkpoints with exact resume, Ctrl-C that saves, and a clear stop on NaN.
+The method itself is one step, `tinybt.recipe.train_step`; this program is what makes a run of
+thousands of steps trustworthy: a seeded generator for every random draw, a learning-rate
+schedule, progress and metrics, snapshots of the cross-correlation matrix, atomic checkpoints
+with exact resume, Ctrl-C that saves, a clear stop when training diverges, and a run folder
+that no other run overwrites.
 
 Files written to --out (default runs/<preset>):
     checkpoint.npz      model, optimiser, generator state, epoch (see tinybt/checkpoint.py)
@@ -21,12 +20,13 @@ import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from tinybt import augment, backend, viz
+from tinybt import backend, viz
 from tinybt.checkpoint import (
     atomic_savez,
     generator_state,
@@ -34,172 +34,84 @@ from tinybt.checkpoint import (
     restore_generator,
     save_checkpoint,
 )
-from tinybt.data import load_dataset
-from tinybt.errors import TinyBTError
-from tinybt.loss import barlow_twins_loss, cross_correlation, loss_terms
-from tinybt.model import BarlowTwins, count_parameters, parse_dims
-from tinybt.optim import OPTIMIZERS, warmup_cosine
-from tinybt.progress import ProgressBar
+from tinybt.errors import OneLineArgumentParser, TinyBTError
+from tinybt.loss import cross_correlation
+from tinybt.model import count_parameters
+from tinybt.optim import warmup_cosine
+from tinybt.recipe import (
+    PRESETS,
+    Config,
+    build_augment,
+    build_model,
+    build_optimizer,
+    evaluate_run,
+    load_split,
+    train_step,
+    validate,
+)
 from tinybt.tensor import Tensor, no_grad
 
-
-@dataclass
-class Config:
-    """Every choice a run makes. Saved in each checkpoint, so a run can be resumed and
-    evaluated from its folder alone."""
-
-    dataset: str = "shapes"  # shapes | cifar10 | folder
-    data_dir: str = "data"  # folder, or a CIFAR-10 .tar.gz
-    download: bool = False  # cifar10: fetch the official archive into data_dir if missing
-    train_size: int = 0  # use only the first N training images (0: all)
-    backend: str = "numpy"
-    seed: int = 0
-    epochs: int = 20
-    batch_size: int = 128
-    optimizer: str = "adam"  # adam | adamw | lars | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-6
-    warmup_epochs: float = 1.0
-    lambd: float = 0.0051  # weight of the off-diagonal term
-    standardize: bool = True  # False: cross-covariance instead of cross-correlation (ablation)
-    widths: str = "32-64-128-256"  # encoder channels per stage
-    strides: str = "1-2-2-2"
-    blocks: int = 1  # convs per stage
-    projector: str = "512-512-512"
-    augment: str = "cifar"  # cifar | paper: the presets in tinybt/augment.py
-    augment_changes: dict = field(default_factory=dict)  # e.g. {"jitter_p": 0.0}, ablations
-    snapshot_size: int = 256  # held-out images whose cross-correlation is snapshotted
-    evaluate: bool = True  # kNN and linear probe at the end
-    out: str = "runs/shapes"
-
-    @classmethod
-    def preset(cls, name, **changes):
-        """The configuration of preset `name` (see PRESETS), with `changes` on top."""
-        if name not in PRESETS:
-            raise TinyBTError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-        return replace(cls(), **{**PRESETS[name], **changes})
+RUN_FILES = (
+    "checkpoint.npz",
+    "metrics.jsonl",
+    "snapshots.npz",
+    "cross_correlation.png",
+    "cross_correlation.gif",
+    "evaluation.json",
+)
 
 
-PRESETS = {
-    # The README's main command: the offline shapes dataset, about 4 minutes on a 2-core CPU.
-    # Crops of at least half the image keep the object in both views (it covers a small part
-    # of the image, and the paper's 8% crops often cut it out). Downsampling in every stage
-    # makes a step about 4x cheaper than strides 1-2-2-2 and lets the last stage see the
-    # whole shape; on this budget, more epochs of that beat a full-resolution first stage.
-    "shapes": dict(
-        dataset="shapes",
-        epochs=50,
-        batch_size=64,
-        widths="32-64-128-256",
-        strides="2-2-2-2",
-        projector="256-256-256",
-        augment_changes={"crop_scale": (0.5, 1.0)},
-        out="runs/shapes",
-    ),
-    # The acceptance recipe on CIFAR-10 (see README): the 4-stage encoder, 100 epochs.
-    "cifar10": dict(
-        dataset="cifar10",
-        epochs=100,
-        batch_size=128,
-        widths="32-64-128-256",
-        projector="512-512-512",
-        optimizer="adam",
-        lr=1e-3,
-        weight_decay=1e-6,
-        out="runs/cifar10",
-    ),
-    # Seconds, for tests and the notebooks' fast configuration.
-    "tiny": dict(
-        dataset="shapes",
-        epochs=2,
-        batch_size=32,
-        widths="8-16",
-        strides="1-2",
-        projector="32-32",
-        train_size=256,
-        snapshot_size=64,
-        out="runs/tiny",
-    ),
-}
+def prepare_folder(out, resume, overwrite):
+    """Check that the run folder `out` can be used, before any work; create it if needed.
 
-
-# ----- building the pieces -----
-def build_model(config):
-    """The network, initialised from the run's seed (so the random baseline is its start)."""
-    return BarlowTwins(
-        widths=parse_dims(config.widths),
-        strides=parse_dims(config.strides),
-        blocks=config.blocks,
-        projector=parse_dims(config.projector),
-        rng=np.random.default_rng([config.seed, 0]),
-    )
-
-
-def build_optimizer(config, model):
-    if config.optimizer not in OPTIMIZERS:
-        raise TinyBTError(
-            f"unknown optimizer {config.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"
-        )
-    return OPTIMIZERS[config.optimizer](
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-
-
-def build_augment(config, mean, std):
-    """The preset's two-view pipeline, with `config.augment_changes` applied to both views."""
-    presets = {"cifar": augment.cifar, "paper": augment.paper}
-    if config.augment not in presets:
-        raise TinyBTError(f"unknown augment preset {config.augment!r}: cifar or paper")
-    pipeline = presets[config.augment](tuple(mean), tuple(std))
-    return pipeline.replace(**config.augment_changes) if config.augment_changes else pipeline
-
-
-# ----- one step -----
-def train_step(model, optimizer, view_a, view_b, lambd, standardize):
-    """Forward both views through the same network, backward the loss, update.
-
-    view_a, view_b: (N, 3, H, W) arrays. Returns the loss (float) and the embeddings.
+    A new run refuses a folder that holds another run's files, unless `overwrite` (then those
+    files are deleted); `resume` needs the folder's checkpoint. The folder must be writable:
+    finding that out after an epoch of training would lose the epoch.
     """
-    z_a = model(Tensor(view_a))
-    z_b = model(Tensor(view_b))
-    loss = barlow_twins_loss(z_a, z_b, lambd=lambd, standardized=standardize)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item(), z_a.data, z_b.data
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TinyBTError(f"--out {out} is a file, not a folder: give a folder for the run")
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if resume and "checkpoint.npz" not in existing:
+        raise TinyBTError(
+            f"nothing to resume: {out} holds no checkpoint.npz; give the run's folder as --out"
+        )
+    if existing and not resume and not overwrite:
+        raise TinyBTError(
+            f"{out} already holds a run ({', '.join(existing)}): continue it with --resume, "
+            "choose another --out, or replace it with --overwrite"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if overwrite and not resume:
+            for name in existing:
+                (out / name).unlink()
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise TinyBTError(
+            f"cannot write to --out {out} ({error.strerror}): choose a folder you can write to"
+        ) from None
+    return out
 
 
-def correlation_summary(c, lambd):
-    """What we log about C: the two loss terms, mean diagonal, RMS of the off-diagonal."""
-    on_diagonal, off_diagonal = loss_terms(c, lambd)
-    d = c.shape[0]
-    diagonal_sq = float((backend.xp().diagonal(c) ** 2).sum())
-    return {
-        "on_diag": float(on_diagonal),
-        "off_diag": float(off_diagonal),
-        "diag_mean": float(backend.xp().diagonal(c).mean()),
-        "off_diag_rms": math.sqrt(max(float((c**2).sum()) - diagonal_sq, 0.0) / (d * d - d)),
-    }
-
-
-def load_split(config, split):
-    """The `split` ("train" or "test") of the config's dataset; the training split is cut to
-    its first config.train_size images when that is set."""
-    dataset = load_dataset(
-        config.dataset,
-        split=split,
-        data_dir=config.data_dir,
-        seed=config.seed,
-        download=config.download,
-    )
-    if split == "train" and config.train_size:
-        dataset = first_images(dataset, config.train_size)
-    return dataset
-
-
-def first_images(dataset, count):
-    """The dataset cut to its first `count` images (the datasets come in random order)."""
-    return replace(dataset, images=dataset.images[:count], labels=dataset.labels[:count])
+def read_metrics(path):
+    """The per-epoch records of metrics.jsonl. A torn last line (the process was killed while
+    writing it) is dropped: the checkpoint, written after it, knows where the run stands."""
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise TinyBTError(
+                    f"line {number} of {path} is not JSON: repair or delete that line"
+                ) from None
+    return records
 
 
 def snapshot_steps(total_steps, count=16):
@@ -210,16 +122,23 @@ def snapshot_steps(total_steps, count=16):
 
 # ----- the run -----
 class Run:
-    """A training run in its folder: loads data, builds or restores everything, trains."""
+    """A training run in its folder: checks, loads data, builds or restores everything, trains.
 
-    def __init__(self, config, train_set=None, progress=True, log=print):
-        """train_set: a Dataset to train on instead of the config's training split (notebook
-        08 trains on images with shuffled pixels); its mean and std normalise the views."""
-        self.config, self.progress, self.log = config, progress, log
+    resume: continue from the folder's checkpoint. overwrite: start afresh in a folder that
+    holds another run, deleting its files. train_set: a Dataset to train on instead of the
+    config's training split (notebook 08 trains on images with shuffled pixels); its mean and
+    std normalise the views. log: where one-line messages go (None: nowhere).
+    """
+
+    def __init__(
+        self, config, resume=False, overwrite=False, train_set=None, progress=True, log=print
+    ):
+        validate(config)
+        self.config, self.progress = config, progress
+        self.log = log or (lambda *_: None)
         backend.set_backend(config.backend)
         backend.reuse_freed_memory()  # a fifth faster on the CPU: see its docstring
-        self.out = Path(config.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = prepare_folder(config.out, resume, overwrite)
         self.checkpoint_path = self.out / "checkpoint.npz"
 
         self.train_set = load_split(config, "train") if train_set is None else train_set
@@ -243,6 +162,8 @@ class Run:
         self.rng = np.random.default_rng([config.seed, 1])
         self.sums = {}  # running sums of the epoch in progress
         self.snapshots = {}  # step -> C (D, D) float16 on the host
+        if resume:
+            self._resume()
 
     def _snapshot_views(self):
         """Two fixed augmented views of the first held-out images, the same at every snapshot."""
@@ -250,7 +171,7 @@ class Run:
         return self.augment(backend.to_device(images), np.random.default_rng([self.config.seed, 2]))
 
     # ----- resume -----
-    def resume(self):
+    def _resume(self):
         model_state, optim_state, meta = load_checkpoint(self.checkpoint_path)
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optim_state)
@@ -273,13 +194,9 @@ class Run:
 
     def _keep_metrics_before(self, epoch):
         path = self.out / "metrics.jsonl"
+        records = [r for r in read_metrics(path) if r["epoch"] <= epoch]
         if path.exists():
-            lines = [
-                line
-                for line in path.read_text().splitlines()
-                if line and json.loads(line)["epoch"] <= epoch
-            ]
-            path.write_text("".join(line + "\n" for line in lines))
+            path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
     def save(self):
         meta = {
@@ -302,13 +219,20 @@ class Run:
                 f"{len(self.train_set):,} {c.dataset} images, {c.epochs} epochs of "
                 f"{self.steps_per_epoch} steps, backend {backend.backend_name()}"
             )
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.epoch * self.steps_per_epoch + self.batch,
+            unit="step",
+            disable=None if self.progress else True,  # None: a bar on terminals and notebooks
+        )
         interrupted = _InterruptFlag()
-        with interrupted:
+        with interrupted, bar:
             while self.epoch < c.epochs:
                 if self.order is None:
                     self.order = self.rng.permutation(len(self.train_set))
-                if not self._train_epoch(interrupted):
+                if not self._train_epoch(interrupted, bar):
                     self.save()
+                    self._save_snapshots(figure=False)
                     self.log(f"interrupted: saved {self.checkpoint_path}; continue with --resume")
                     raise KeyboardInterrupt
                 self._finish_epoch()
@@ -316,20 +240,13 @@ class Run:
         self._save_snapshots(figure=True)
         return self.metrics()
 
-    def _train_epoch(self, interrupted):
+    def _train_epoch(self, interrupted, bar):
         """Run the rest of the current epoch. False if Ctrl-C asked to stop."""
         c = self.config
-        bar = ProgressBar(
-            self.steps_per_epoch,
-            f"epoch {self.epoch + 1}/{c.epochs}",
-            stream=None if self.progress else _Silent(),
-        )
-        bar.update(self.batch)
         start = time.perf_counter() - self.sums.get("seconds", 0.0)
-        while self.batch < self.steps_per_epoch:
+        for images, _ in self.train_set.batches(c.batch_size, self.order, start=self.batch):
             if interrupted.flag:
                 self.sums["seconds"] = time.perf_counter() - start
-                bar.close()
                 return False
             step = self.epoch * self.steps_per_epoch + self.batch
             if step in self.snapshot_at:
@@ -337,21 +254,21 @@ class Run:
             self.optimizer.lr = warmup_cosine(
                 step, self.total_steps, c.lr, c.warmup_epochs * self.steps_per_epoch
             )
-            rows = self.order[self.batch * c.batch_size : (self.batch + 1) * c.batch_size]
-            view_a, view_b = self.augment(backend.to_device(self.train_set.images[rows]), self.rng)
-            loss, z_a, z_b = train_step(
+            view_a, view_b = self.augment(backend.to_device(images), self.rng)
+            loss, terms = train_step(
                 self.model, self.optimizer, view_a, view_b, c.lambd, c.standardize
             )
             if not math.isfinite(loss):
-                raise self._diverged(loss, step)
-            summary = correlation_summary(cross_correlation(z_a, z_b, c.standardize), c.lambd)
-            for key, value in {"loss": loss, **summary}.items():
+                raise self._diverged(f"the loss became {loss}", step)
+            for key, value in {"loss": loss, **terms}.items():
                 self.sums[key] = self.sums.get(key, 0.0) + value
             self.batch += 1
             images_per_second = self.batch * c.batch_size / (time.perf_counter() - start)
-            bar.update(loss=f"{loss:.3f}", **{"img/s": f"{images_per_second:.0f}"})
+            bar.update()
+            bar.set_postfix(
+                epoch=self.epoch + 1, loss=f"{loss:.3f}", img_s=round(images_per_second)
+            )
         self.sums["seconds"] = time.perf_counter() - start
-        bar.close()
         return True
 
     def _finish_epoch(self):
@@ -377,14 +294,14 @@ class Run:
         self.save()
         self._save_snapshots(figure=False)
 
-    def _diverged(self, loss, step):
+    def _diverged(self, what, step):
         last = (
             f"the last good checkpoint is {self.checkpoint_path} (end of epoch {self.epoch})"
             if self.checkpoint_path.exists()
             else "no checkpoint was written yet"
         )
         return TinyBTError(
-            f"the loss became {loss} at step {step} (epoch {self.epoch + 1}): training "
+            f"{what} at step {step} (epoch {self.epoch + 1}): training "
             f"diverged, most likely because --lr {self.config.lr:g} is too high for "
             f"--optimizer {self.config.optimizer}; lower it and start again ({last})"
         )
@@ -395,16 +312,12 @@ class Run:
         Evaluation mode would use the running statistics, which at step 0 are still their
         initial values (mean 0, variance 1): the random network's embeddings then have a
         spread of about 1e-3, swamped by the eps of the standardisation, and C would show
-        zeros instead of the random network's real correlations. The running statistics that
-        these forward passes update are put back afterwards, so snapshots change nothing.
+        zeros instead of the random network's real correlations. Under no_grad, batch norm
+        uses the batch statistics but leaves its running averages alone (tinybt.nn).
         """
-        buffers = self.model.named_buffers().values()
-        running = [buffer.data.copy() for buffer in buffers]
         with no_grad():
             z_a = self.model(Tensor(self.snapshot_views[0])).data
             z_b = self.model(Tensor(self.snapshot_views[1])).data
-        for buffer, saved in zip(buffers, running, strict=True):
-            buffer.data[...] = saved
         c = cross_correlation(z_a, z_b, self.config.standardize)
         self.snapshots[step] = backend.to_host(c).astype(np.float16)
 
@@ -413,12 +326,13 @@ class Run:
         matrices = np.stack([self.snapshots[s] for s in steps])
         atomic_savez(self.out / "snapshots.npz", {"steps": np.array(steps), "matrices": matrices})
         if figure:
-            viz.save_cross_correlation_grid(steps, matrices, self.out / "cross_correlation.png")
-            viz.save_cross_correlation_gif(steps, matrices, self.out / "cross_correlation.gif")
+            samples = len(self.snapshot_views[0])
+            grid, gif = self.out / "cross_correlation.png", self.out / "cross_correlation.gif"
+            viz.save_cross_correlation_grid(steps, matrices, grid, samples=samples)
+            viz.save_cross_correlation_gif(steps, matrices, gif)
 
     def metrics(self):
-        path = self.out / "metrics.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        return read_metrics(self.out / "metrics.jsonl")
 
 
 class _InterruptFlag:
@@ -439,70 +353,97 @@ class _InterruptFlag:
         signal.signal(signal.SIGINT, self.previous)
 
 
-class _Silent:
-    """A stream that discards what is written (progress=False)."""
-
-    def write(self, text):
-        pass
-
-    def flush(self):
-        pass
-
-
-def train(config, resume=False, progress=True, log=print):
+def train(config, resume=False, overwrite=False, progress=True, log=print):
     """Run (or resume) training for `config`; evaluate at the end if config.evaluate.
 
     Returns {"metrics": per-epoch records, "evaluation": accuracies or None, "run": Run}.
     """
-    run = Run(config, progress=progress, log=log)
-    if resume:
-        run.resume()
+    run = Run(config, resume=resume, overwrite=overwrite, progress=progress, log=log)
     metrics = run.train()
     evaluation = None
     if config.evaluate:
-        from tinybt.evaluate import evaluate_run
-
-        evaluation = evaluate_run(run.model, config, run.train_set, run.test_set, log=log)
+        evaluation = evaluate_run(run.model, config, run.train_set, run.test_set, log=run.log)
         (run.out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     return {"metrics": metrics, "evaluation": evaluation, "run": run}
 
 
 # ----- command line -----
+# What --resume lets a flag change: where the run is and runs, not what it computes.
+RESUME_MAY_CHANGE = ("out", "backend", "data_dir", "download", "evaluate")
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    shapes = Config.preset("shapes")
+    parser = OneLineArgumentParser(
         prog="python -m tinybt.train",
-        description="Train Barlow Twins. A preset sets every option; flags given after it win.",
+        description="Train Barlow Twins. A preset sets every option; flags given after it win. "
+        "Defaults shown are the shapes preset's.",
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="shapes")
     parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its checkpoint.npz"
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="a named recipe: shapes (the default; offline, minutes), cifar10 (the README's "
+        "CIFAR-10 run), tiny (seconds, for tests)",
     )
-    defaults = asdict(Config())
-    for name, default in defaults.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif isinstance(default, (int, float, str)):
-            parser.add_argument(flag, type=type(default), default=None)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint.npz, with its stored options",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --out that holds another run, deleting that run's files",
+    )
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        help = f"{f.metadata['help']} (default: {getattr(shapes, f.name)})"
+        if f.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help)
+        elif f.type in (int, float, str):
+            parser.add_argument(flag, type=f.type, help=help, metavar=f.name.upper())
     return parser.parse_args(argv)
 
 
-def config_from_args(args):
-    """Defaults, then the preset, then the flags given on the command line."""
-    config = Config.preset(args.preset)
+def given_options(args):
+    """{field: value} of the Config options given on the command line."""
     given = {f.name: getattr(args, f.name, None) for f in fields(Config)}
-    given = {name: value for name, value in given.items() if value is not None}
-    return replace(config, **given)
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def config_from_args(args):
+    """Defaults, then the preset, then the flags given on the command line; with --resume,
+    the configuration stored in the run's checkpoint, which flags may not contradict."""
+    given = given_options(args)
+    if not args.resume:
+        return replace(Config.preset(args.preset or "shapes"), **given)
+    if args.preset is not None:
+        raise TinyBTError("--resume continues the stored run's options: drop --preset")
+    out = given.get("out", Config.preset("shapes").out)
+    stored = load_checkpoint(Path(out) / "checkpoint.npz")[2]["config"]
+    try:
+        config = Config(**stored)
+    except TypeError:
+        raise TinyBTError(
+            f"the checkpoint in {out} was written by another version of tinybt: "
+            "resume it with that version"
+        ) from None
+    for name, value in given.items():
+        if name not in RESUME_MAY_CHANGE and value != getattr(config, name):
+            raise TinyBTError(
+                f"--{name.replace('_', '-')} {value} contradicts the run in {out}, which has "
+                f"{getattr(config, name)}: drop the flag to resume, or start a new run "
+                "in another --out"
+            )
+    return replace(config, **{**given, "out": out})
 
 
 def main(argv=None):
     args = parse_args(argv)
-    config = config_from_args(args)
     try:
-        if args.resume:
-            stored = load_checkpoint(Path(config.out) / "checkpoint.npz")[2]["config"]
-            config = replace(Config(**stored), backend=config.backend)
-        result = train(config, resume=args.resume)
+        config = config_from_args(args)
+        result = train(config, resume=args.resume, overwrite=args.overwrite)
     except TinyBTError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -510,8 +451,8 @@ def main(argv=None):
         return 130
     evaluation = result["evaluation"]
     print(
-        f"wrote {config.out}/ (checkpoint, metrics.jsonl, cross_correlation.png/.gif"
-        f"{', evaluation.json' if evaluation else ''})"
+        f"wrote {config.out}/ (checkpoint.npz, metrics.jsonl, snapshots.npz, "
+        f"cross_correlation.png/.gif{', evaluation.json' if evaluation else ''})"
     )
     return 0
 

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from tinybt import backend
+from tinybt.loss import correlation_summary
 
 CELL_INCHES = 1.3  # size of one image in a grid
 
@@ -71,12 +72,14 @@ def _heatmap_block(matrix, size=64):
     return np.asarray(matrix, dtype=np.float32)[:size, :size]
 
 
-def save_cross_correlation_grid(steps, matrices, path, columns=6, size=64):
+def save_cross_correlation_grid(steps, matrices, path, samples, columns=6, size=64):
     """Heatmaps of C (D, D) at up to `columns` of the snapshot steps, first to last, beside
     its mean diagonal and off-diagonal RMS over all steps. Written as a PNG to `path`.
 
     A converging run shows the diagonal lighting up (C_ii -> 1) while the rest stays in a band
-    around 0.
+    around 0. `samples` is the number of images each C was measured on, N: the band cannot
+    be narrower than the noise floor 1/sqrt(N), the RMS correlation of independent features
+    measured on N samples, which the curves show as a dotted line.
     """
     steps, matrices = list(steps), np.asarray(matrices, dtype=np.float32)
     shown = np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).astype(int))
@@ -94,11 +97,11 @@ def save_cross_correlation_grid(steps, matrices, path, columns=6, size=64):
         axes.set_yticks([])
     figure.colorbar(image, cax=figure.add_subplot(grid[0, -3]))
     curves = figure.add_subplot(grid[0, -1])
-    diagonal = [np.diagonal(m).mean() for m in matrices]
-    off = [_off_diagonal_rms(m) for m in matrices]
+    summaries = [correlation_summary(m) for m in matrices]
     x = np.array(steps) + 1  # log axis: step 0 drawn at 1
-    curves.semilogx(x, diagonal, label="mean $C_{ii}$")
-    curves.semilogx(x, off, label="RMS $C_{ij}$, i≠j")
+    curves.semilogx(x, [s["diag_mean"] for s in summaries], label="mean $C_{ii}$")
+    curves.semilogx(x, [s["off_diag_rms"] for s in summaries], label="RMS $C_{ij}$, i≠j")
+    curves.axhline(1 / np.sqrt(samples), color="grey", linestyle=":", label="$1/\\sqrt{N}$")
     curves.set_xlabel("step + 1")
     curves.set_ylim(-0.05, 1.05)
     curves.legend(fontsize=8)
@@ -107,11 +110,6 @@ def save_cross_correlation_grid(steps, matrices, path, columns=6, size=64):
         fontsize=10,
     )
     figure.savefig(path, dpi=110, bbox_inches="tight")
-
-
-def _off_diagonal_rms(matrix):
-    d = matrix.shape[0]
-    return float(np.sqrt((np.sum(matrix**2) - np.sum(np.diagonal(matrix) ** 2)) / (d * d - d)))
 
 
 def save_cross_correlation_gif(steps, matrices, path, size=64, scale=4, milliseconds=400):

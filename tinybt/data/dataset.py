@@ -57,12 +57,16 @@ class Dataset:
             f"{len(self.classes)} classes)"
         )
 
-    def batches(self, batch_size, rng, shuffle=True, drop_last=True):
-        """Yield (images uint8 (B, H, W, 3), labels int64 (B,)) on the host, once over the data.
+    def batches(self, batch_size, order=None, start=0, drop_last=True):
+        """Yield (images uint8 (B, H, W, 3), labels int64 (B,)) on the host, batch `start`
+        to the end of one pass over the data.
 
-        `rng` (a NumPy Generator) draws the order when `shuffle`. `drop_last` leaves out the
-        final short batch, so every batch has the same size: Barlow Twins standardises each
-        feature over the batch, and a batch of 3 would give a noisy, lopsided step.
+        `order` is the sequence of image indices to go through: a training epoch passes
+        `rng.permutation(len(dataset))`; None keeps the stored order (for evaluation). A run
+        that stopped mid-epoch resumes exactly by passing the same order and the batch it
+        reached as `start`. `drop_last` leaves out the final short batch, so every batch has
+        the same size: Barlow Twins standardises each feature over the batch, and a batch of
+        3 would give a noisy, lopsided step.
         """
         if batch_size < 1:
             raise TinyBTError(f"batch size must be at least 1, got {batch_size}")
@@ -71,10 +75,10 @@ class Dataset:
                 f"batch size {batch_size} is larger than the {len(self)} images of "
                 f"{self.name} {self.split}: use a smaller batch size"
             )
-        order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
+        order = np.arange(len(self)) if order is None else order
         stop = len(self) - len(self) % batch_size if drop_last else len(self)
-        for start in range(0, stop, batch_size):
-            chosen = order[start : start + batch_size]
+        for first in range(start * batch_size, stop, batch_size):
+            chosen = order[first : first + batch_size]
             yield self.images[chosen], self.labels[chosen]
 
 

@@ -13,8 +13,9 @@ import urllib.request
 from http.client import HTTPException
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from tinybt.errors import TinyBTError
-from tinybt.progress import ProgressBar
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_SECONDS = 60  # per read from the server, not for the whole download
@@ -46,7 +47,8 @@ def _fetch(url, partial, desc):
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length else None
-            with open(partial, "wb") as out, ProgressBar(expected, desc, unit="B") as bar:
+            bar = tqdm(total=expected, desc=desc, unit="B", unit_scale=True, disable=None)
+            with open(partial, "wb") as out, bar:
                 while chunk := response.read(CHUNK_BYTES):
                     out.write(chunk)
                     digest.update(chunk)

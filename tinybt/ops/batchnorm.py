@@ -34,9 +34,10 @@ class BatchStandardize(Function):
     x: (N, D), statistics over axis 0; or (N, C, H, W), statistics over axes 0, 2, 3 (each
     channel is one feature, seen at every pixel of every image) -> x̂, same shape.
 
-    running_mean, running_var: optional (D,) or (C,) arrays that are updated in place, as
-    PyTorch's batch norm does: r = (1 - momentum) r + momentum b, where b is the batch mean,
-    or for running_var the unbiased variance m σ² / (m - 1), m values per feature.
+    The op changes nothing outside itself. It keeps the batch statistics it used, `mean` and
+    `var` ((D,) or (C,), the variance biased: divided by m, the values per feature) and `count`
+    (m), for the batch-norm layer that calls it to update the running averages it owns
+    (tinybt.nn.BatchNorm2d).
 
     Backward. Write g = dL/dx̂, σ̂ = sqrt(σ² + eps), and means over the m values of a feature.
     x_k moves x̂_k directly and every x̂_l through μ and σ̂:
@@ -45,14 +46,14 @@ class BatchStandardize(Function):
         dL/dx_k = Σ_l g_l dx̂_l/dx_k = (g_k - mean(g) - x̂_k mean(g ⊙ x̂)) / σ̂
     """
 
-    def forward(self, x, eps=1e-5, running_mean=None, running_var=None, momentum=0.1):
+    def forward(self, x, eps=1e-5):
         if x.ndim not in (2, 4):
             raise ValueError(
                 f"batch standardisation needs (N, D) or (N, C, H, W) input, got shape {x.shape}"
             )
         xp = get_array_module(x)
-        count = x.size // x.shape[1]  # m: values per feature
-        if count < 2:
+        self.count = x.size // x.shape[1]  # m: values per feature
+        if self.count < 2:
             raise ValueError(
                 f"batch statistics need more than one value per feature, got shape {x.shape}: "
                 "use a batch of at least 2, or eval mode"
@@ -62,12 +63,7 @@ class BatchStandardize(Function):
         var = feature_mean(centred, centred)  # biased: divides by m
         self.inv_std = 1 / xp.sqrt(var + eps)
         self.x_hat = centred * self.inv_std
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean.reshape(-1)
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += momentum * count / (count - 1) * var.reshape(-1)
+        self.mean, self.var = mean.reshape(-1), var.reshape(-1)
         return self.x_hat
 
     def backward(self, grad):

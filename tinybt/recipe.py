@@ -1,0 +1,273 @@
+"""A run's recipe: every choice it makes (`Config`), the named presets, and the builders that
+turn a configuration into data, network, optimiser, augmentations and one training step.
+
+Both programs import this module: `python -m tinybt.train` follows the recipe, and
+`python -m tinybt.evaluate` rebuilds a run's network from the configuration stored in its
+checkpoint. Nothing here reads the command line or writes files.
+
+One training step (`train_step`) is the whole method:
+    two augmented views of a batch -> the same network -> embeddings Z_a, Z_b (N, D)
+    -> loss = Barlow Twins(Z_a, Z_b) -> backward -> optimiser step.
+"""
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+
+from tinybt import augment, backend
+from tinybt.data import DATASETS, load_dataset
+from tinybt.errors import TinyBTError
+from tinybt.loss import barlow_twins
+from tinybt.model import BarlowTwins, parse_dims
+from tinybt.optim import OPTIMIZERS
+from tinybt.probe import evaluate_encoder, format_table
+from tinybt.tensor import Tensor
+
+AUGMENTATIONS = {"cifar": augment.cifar, "paper": augment.paper}
+
+
+def option(default, help):
+    """A field of Config with its one line of help (the command line shows it)."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Config:
+    """Every choice a run makes. Saved in each checkpoint, so a run can be resumed and
+    evaluated from its folder alone. `validate(config)` checks it before any work starts."""
+
+    dataset: str = option("shapes", f"images to train on: {' | '.join(DATASETS)}")
+    data_dir: str = option("data", "the dataset's folder, or a CIFAR-10 .tar.gz archive")
+    download: bool = option(False, "cifar10: download the official archive if it is missing")
+    train_size: int = option(0, "train on the first N training images only (0: all of them)")
+    backend: str = option("numpy", "array library: numpy (CPU) or cupy (NVIDIA GPU)")
+    seed: int = option(0, "seeds the network, the data order and every augmentation")
+    epochs: int = option(20, "passes over the training images")
+    batch_size: int = option(128, "images per step (the loss standardises over the batch)")
+    optimizer: str = option("adam", f"the optimiser: {' | '.join(OPTIMIZERS)}")
+    lr: float = option(1e-3, "peak learning rate per step, reached after the warm-up")
+    weight_decay: float = option(1e-6, "L2 penalty on the weights (decoupled for adamw)")
+    warmup_epochs: float = option(1.0, "epochs of linear learning-rate warm-up before cosine")
+    lambd: float = option(0.0051, "λ, the weight of the off-diagonal (redundancy) term")
+    standardize: bool = option(True, "standardise embeddings along the batch (paper: yes)")
+    widths: str = option("32-64-128-256", "encoder channels per stage, e.g. 32-64-128-256")
+    strides: str = option("1-2-2-2", "stride of each stage's first conv, one per width")
+    blocks: int = option(1, "conv-BN-ReLU blocks per stage")
+    projector: str = option("512-512-512", "projector widths; the last is the embedding D")
+    augment: str = option("cifar", f"augmentation preset: {' | '.join(AUGMENTATIONS)}")
+    augment_changes: dict = option({}, "changes to the augmentation preset (Python only)")
+    snapshot_size: int = option(256, "held-out images whose C is snapshotted during training")
+    evaluate: bool = option(True, "kNN and linear probe at the end, beside a random encoder")
+    out: str = option("runs/shapes", "the run's folder: checkpoint, metrics, figures")
+
+    @classmethod
+    def preset(cls, name, **changes):
+        """The configuration of preset `name` (see PRESETS), with `changes` on top."""
+        if name not in PRESETS:
+            raise TinyBTError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+        return replace(cls(), **{**PRESETS[name], **changes})
+
+
+PRESETS = {
+    # The README's main command: the offline shapes dataset, about 4 minutes on a 2-core CPU.
+    # Crops of at least half the image keep the object in both views (it covers a small part
+    # of the image, and the paper's 8% crops often cut it out). Downsampling in every stage
+    # makes a step about 4x cheaper than strides 1-2-2-2 and lets the last stage see the
+    # whole shape; on this budget, more epochs of that beat a full-resolution first stage.
+    "shapes": dict(
+        dataset="shapes",
+        epochs=50,
+        batch_size=64,
+        widths="32-64-128-256",
+        strides="2-2-2-2",
+        projector="256-256-256",
+        augment_changes={"crop_scale": (0.5, 1.0)},
+        out="runs/shapes",
+    ),
+    # The acceptance recipe on CIFAR-10 (see README): the 4-stage encoder, 100 epochs.
+    "cifar10": dict(
+        dataset="cifar10",
+        epochs=100,
+        batch_size=128,
+        widths="32-64-128-256",
+        projector="512-512-512",
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=1e-6,
+        out="runs/cifar10",
+    ),
+    # Seconds, for tests and the notebooks' fast configuration.
+    "tiny": dict(
+        dataset="shapes",
+        epochs=2,
+        batch_size=32,
+        widths="8-16",
+        strides="1-2",
+        projector="32-32",
+        train_size=256,
+        snapshot_size=64,
+        out="runs/tiny",
+    ),
+}
+
+
+# ----- checking a configuration before any work -----
+def validate(config):
+    """Raise a one-line TinyBTError for the first choice of `config` that cannot work."""
+    for f in fields(Config):
+        _check_type(f.name, getattr(config, f.name), f.type)
+    choices = {
+        "dataset": DATASETS,
+        "backend": backend.BACKENDS,
+        "optimizer": tuple(OPTIMIZERS),
+        "augment": tuple(AUGMENTATIONS),
+    }
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise TinyBTError(
+                f"--{_flag(name)} {getattr(config, name)!r} is not one of {', '.join(allowed)}"
+            )
+    lowest = dict(epochs=1, batch_size=2, blocks=1, snapshot_size=2, train_size=0, seed=0)
+    for name, least in lowest.items():
+        if getattr(config, name) < least:
+            why = " (batch statistics need two images)" if least == 2 else ""
+            raise TinyBTError(
+                f"--{_flag(name)} must be at least {least}{why}, got {getattr(config, name)}"
+            )
+    for name in ("lr", "weight_decay", "warmup_epochs", "lambd"):
+        value = getattr(config, name)
+        if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+            sign = "positive" if name == "lr" else "zero or positive"
+            raise TinyBTError(f"--{_flag(name)} must be a finite, {sign} number, got {value}")
+    if config.warmup_epochs > config.epochs:
+        raise TinyBTError(
+            f"--warmup-epochs {config.warmup_epochs:g} is longer than the run's "
+            f"--epochs {config.epochs}: warm up for at most the whole run"
+        )
+    widths, strides = _dims(config, "widths"), _dims(config, "strides")
+    _dims(config, "projector")
+    if len(widths) != len(strides):
+        raise TinyBTError(
+            f"--widths {config.widths} has {len(widths)} stages but --strides {config.strides} "
+            f"has {len(strides)}: give one stride per stage"
+        )
+    if not config.out or not config.data_dir:
+        raise TinyBTError("--out and --data-dir must name a folder (or an archive), not ''")
+    try:
+        AUGMENTATIONS[config.augment]((0.5,) * 3, (0.25,) * 3).replace(**config.augment_changes)
+    except (TypeError, ValueError) as error:
+        raise TinyBTError(f"augment_changes {config.augment_changes}: {error}") from None
+
+
+def _check_type(name, value, expected):
+    """bool, int, float, str or dict, as the field is declared; an int is a fine float."""
+    if isinstance(value, bool) and expected is not bool:  # True is an int to Python, not to us
+        fine = False
+    else:
+        fine = isinstance(value, (int, float) if expected is float else expected)
+    if not fine:
+        raise TinyBTError(
+            f"{name} must be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+
+
+def _dims(config, name):
+    """parse_dims of a "32-64-128" option, its complaint as a one-line error."""
+    try:
+        return parse_dims(getattr(config, name))
+    except ValueError as error:
+        raise TinyBTError(f"--{_flag(name)}: {error}") from None
+
+
+def _flag(name):
+    return name.replace("_", "-")
+
+
+# ----- building the pieces -----
+def build_model(config):
+    """The network, initialised from the run's seed (so the random baseline is its start)."""
+    return BarlowTwins(
+        widths=parse_dims(config.widths),
+        strides=parse_dims(config.strides),
+        blocks=config.blocks,
+        projector=parse_dims(config.projector),
+        rng=np.random.default_rng([config.seed, 0]),
+    )
+
+
+def build_optimizer(config, model):
+    """The optimiser named by config.optimizer over every parameter of `model`."""
+    return OPTIMIZERS[config.optimizer](
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+
+
+def build_augment(config, mean, std):
+    """The preset's two-view pipeline, with `config.augment_changes` applied to both views."""
+    pipeline = AUGMENTATIONS[config.augment](tuple(mean), tuple(std))
+    return pipeline.replace(**config.augment_changes) if config.augment_changes else pipeline
+
+
+def load_split(config, split):
+    """The `split` ("train" or "test") of the config's dataset; the training split is cut to
+    its first config.train_size images when that is set."""
+    dataset = load_dataset(
+        config.dataset,
+        split=split,
+        data_dir=config.data_dir,
+        seed=config.seed,
+        download=config.download,
+    )
+    if split == "train" and config.train_size:
+        dataset = first_images(dataset, config.train_size)
+    return dataset
+
+
+def first_images(dataset, count):
+    """The dataset cut to its first `count` images (the datasets come in random order)."""
+    return replace(dataset, images=dataset.images[:count], labels=dataset.labels[:count])
+
+
+# ----- one step -----
+def train_step(model, optimizer, view_a, view_b, lambd, standardize):
+    """Forward both views through the same network, backward the loss, update.
+
+    view_a, view_b: (N, 3, H, W) arrays. Returns the loss (float) and what training logs
+    about it: its two terms, the mean of C's diagonal and the RMS of its off-diagonal.
+    """
+    z_a = model(Tensor(view_a))
+    z_b = model(Tensor(view_b))
+    loss, _, terms = barlow_twins(z_a, z_b, lambd=lambd, standardized=standardize)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item(), terms
+
+
+# ----- judging the result -----
+TOO_CLOSE = 0.02  # a learned encoder this close to its random start has not learnt yet
+
+
+def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print):
+    """Accuracies of the trained encoder and of the same encoder at its initialisation (the
+    run's own starting point, rebuilt from its seed); a note when the run is too short."""
+    learned = evaluate_encoder(model.encoder, train_set, test_set, probe_epochs)
+    random_init = evaluate_encoder(build_model(config).encoder, train_set, test_set, probe_epochs)
+    result = {
+        "learned": learned,
+        "random_init": random_init,
+        "train_images": len(train_set),
+        "test_images": len(test_set),
+    }
+    if learned["linear"] < random_init["linear"] + TOO_CLOSE:
+        result["note"] = (
+            f"after {config.epochs} epochs the learned encoder is not yet better than its "
+            "random initialisation: the run is too short to judge; train longer (--epochs; "
+            "the README's shapes run takes 50 epochs, the CIFAR-10 run 100)"
+        )
+    if log:
+        log(format_table(result))
+    return result
