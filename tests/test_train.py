@@ -2,6 +2,7 @@
 saves, NaN stops with a message, and the command line speaks in one-line errors."""
 
 import json
+import shutil
 import signal
 from dataclasses import replace
 
@@ -12,9 +13,17 @@ from tinybt import train as train_module
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
 from tinybt.loss import cross_correlation
-from tinybt.recipe import Config, first_images, load_split
+from tinybt.recipe import Config, build_model, evaluate_run, first_images, load_split
 from tinybt.tensor import Tensor, no_grad
-from tinybt.train import Run, main, train
+from tinybt.train import (
+    Run,
+    config_from_args,
+    main,
+    parse_args,
+    read_metrics,
+    snapshot_steps,
+    train,
+)
 
 
 def tiny_config(tmp_path, **changes):
@@ -164,3 +173,99 @@ def test_command_line_run_and_resume(tmp_path, capsys):
     assert main(args) == 0
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1]
+
+
+# ----- no run is lost -----
+def test_a_new_run_refuses_a_folder_holding_a_run_unless_told_to_overwrite(tmp_path):
+    config = tiny_config(tmp_path, epochs=1)
+    train(config, progress=False, log=None)
+    checkpoint = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    with pytest.raises(TinyBTError, match="--resume, choose another --out, or replace it"):
+        train(config, progress=False, log=None)
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == checkpoint
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+
+    again = train(replace(config, epochs=2), overwrite=True, progress=False, log=None)
+    assert [record["epoch"] for record in again["metrics"]] == [1, 2]  # afresh, not appended
+
+
+def interrupt_at(monkeypatch, step_number):
+    """Make the training step number `step_number` (from 1) send this process a real SIGINT."""
+    real_step, calls = train_module.train_step, []
+
+    def step_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step_number:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step_then_interrupt)
+    return real_step
+
+
+def test_resume_reads_and_writes_the_folder_it_is_given(tmp_path, monkeypatch):
+    """A run copied elsewhere resumes there, from its own files, and leaves the original."""
+    reference = losses(train(tiny_config(tmp_path / "whole"), progress=False, log=None))
+    config = tiny_config(tmp_path / "first")
+    real_step = interrupt_at(monkeypatch, 11)  # in the second epoch
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, log=None)
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    original, moved = tmp_path / "first" / "run", tmp_path / "moved"
+    shutil.copytree(original, moved)
+    before = {path.name: path.read_bytes() for path in original.iterdir()}
+
+    data_dir = str(tmp_path.parent / "tinybt-data")
+    assert main(["--resume", "--out", str(moved), "--data-dir", data_dir]) == 0
+    assert {path.name: path.read_bytes() for path in original.iterdir()} == before
+    metrics = (moved / "metrics.jsonl").read_text().splitlines()
+    resumed = [json.loads(line)["loss"] for line in metrics]
+    assert resumed == reference
+    stored = load_checkpoint(moved / "checkpoint.npz")[2]["config"]
+    assert stored["out"] == str(moved)
+
+
+def test_resume_refuses_flags_that_contradict_the_stored_run(tmp_path):
+    config = tiny_config(tmp_path, epochs=1)
+    train(config, progress=False, log=None)
+    with pytest.raises(TinyBTError, match="--projector 64-64 contradicts the run in"):
+        config_from_args(parse_args(["--resume", "--out", config.out, "--projector", "64-64"]))
+    same = config_from_args(parse_args(["--resume", "--out", config.out, "--seed", "0"]))
+    assert same == config  # a flag that agrees with the stored run is fine
+
+
+def test_ctrl_c_keeps_the_snapshots_of_the_interrupted_epoch(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path)
+    real_step = interrupt_at(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, log=None)
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    with np.load(tmp_path / "run" / "snapshots.npz") as saved:
+        steps = list(saved["steps"])
+    assert steps == [s for s in snapshot_steps(config.epochs * 8) if s < 4]
+
+
+def test_a_torn_last_metrics_line_does_not_block_resume(tmp_path, monkeypatch):
+    reference = losses(train(tiny_config(tmp_path / "whole"), progress=False, log=None))
+    config = tiny_config(tmp_path / "torn")
+    real_step = interrupt_at(monkeypatch, 11)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, log=None)
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    metrics = tmp_path / "torn" / "run" / "metrics.jsonl"
+    with open(metrics, "a") as file:
+        file.write('{"epoch": 2, "step": 16, "lo')  # killed while writing epoch 2's line
+    assert losses(train(config, resume=True, progress=False, log=None)) == reference
+
+    metrics.write_text('{"epoch": 1, "lo\n{"epoch": 2}\n')  # a torn line in the middle
+    with pytest.raises(TinyBTError, match="line 1 of .* is not JSON"):
+        read_metrics(metrics)
+
+
+def test_the_table_says_when_a_run_is_too_short_to_judge(tmp_path):
+    """An encoder no better than its random start (here: the random start itself)."""
+    config = tiny_config(tmp_path, epochs=3)
+    train_set, test_set = load_split(config, "train"), first_images(load_split(config, "test"), 200)
+    lines = []
+    result = evaluate_run(build_model(config), config, train_set, test_set, 5, log=lines.append)
+    assert "after 3 epochs" in result["note"] and "too short to judge" in lines[0]

@@ -13,7 +13,11 @@ class TinyBTError(Exception):
 
 class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse, with its complaints about the command line as one `error:` line (exit 2)
-    instead of the usage text followed by the error."""
+    instead of the usage text followed by the error, and without abbreviated flags (a typo
+    such as --epoch must not quietly mean --epochs)."""
+
+    def __init__(self, **options):
+        super().__init__(allow_abbrev=False, **options)
 
     def error(self, message):
         self.exit(2, f"error: {message} (`{self.prog} --help` lists the options)\n")

@@ -72,10 +72,8 @@ def prepare_folder(out, resume, overwrite):
     if out.exists() and not out.is_dir():
         raise TinyBTError(f"--out {out} is a file, not a folder: give a folder for the run")
     existing = [name for name in RUN_FILES if (out / name).exists()]
-    if resume and "checkpoint.npz" not in existing:
-        raise TinyBTError(
-            f"nothing to resume: {out} holds no checkpoint.npz; give the run's folder as --out"
-        )
+    if resume:
+        checkpoint_to_resume(out)
     if existing and not resume and not overwrite:
         raise TinyBTError(
             f"{out} already holds a run ({', '.join(existing)}): continue it with --resume, "
@@ -94,6 +92,16 @@ def prepare_folder(out, resume, overwrite):
             f"cannot write to --out {out} ({error.strerror}): choose a folder you can write to"
         ) from None
     return out
+
+
+def checkpoint_to_resume(out):
+    """The checkpoint of the run in folder `out`, which --resume continues."""
+    path = Path(out) / "checkpoint.npz"
+    if not path.is_file():
+        raise TinyBTError(
+            f"nothing to resume: {out} holds no checkpoint.npz; give the run's folder as --out"
+        )
+    return path
 
 
 def read_metrics(path):
@@ -421,7 +429,7 @@ def config_from_args(args):
     if args.preset is not None:
         raise TinyBTError("--resume continues the stored run's options: drop --preset")
     out = given.get("out", Config.preset("shapes").out)
-    stored = load_checkpoint(Path(out) / "checkpoint.npz")[2]["config"]
+    stored = load_checkpoint(checkpoint_to_resume(out))[2]["config"]
     try:
         config = Config(**stored)
     except TypeError:

@@ -1,0 +1,75 @@
+"""The shape of the house: imports point one way, from the programs down to the arrays.
+
+Every import inside tinybt, at the top of a module or inside a function, is an edge of a graph
+of modules. Drawn that way, the only circle allowed is the engine's deliberate one: `tensor`
+imports `ops` once Tensor exists, and every op builds Tensors.
+"""
+
+import ast
+from pathlib import Path
+
+import tinybt
+
+PACKAGE = Path(tinybt.__file__).resolve().parent
+PROGRAMS = {"tinybt.train", "tinybt.evaluate", "tinybt.exercises"}
+ALLOWED_CIRCLE = {"tinybt.tensor", "tinybt.ops"}
+
+
+def module_name(path):
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path, modules):
+    """The tinybt modules that the file at `path` imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from tinybt import nn` imports tinybt.nn; `from tinybt.nn import X` imports it too
+            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        else:
+            continue
+        found.update(name for name in names if name in modules)
+    return found
+
+
+def import_graph():
+    paths = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: imports_of(path, paths) - {name} for name, path in paths.items()}
+
+
+def circles(graph):
+    """Every module that lies on a circle of imports, with the circle's members."""
+    found = {}
+    for start in graph:
+        stack, seen = [start], set()
+        while stack:
+            module = stack.pop()
+            for target in graph[module]:
+                if target == start:
+                    found.setdefault(start, set()).add(module)
+                elif target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+    return found
+
+
+def test_no_module_imports_a_program():
+    graph = import_graph()
+    offenders = {name: edges & PROGRAMS for name, edges in graph.items() if edges & PROGRAMS}
+    assert not offenders, f"modules import a program (move what they share below both): {offenders}"
+
+
+def test_the_only_circle_of_imports_is_the_engines():
+    on_circles = set(circles(import_graph()))
+    engine = {name for name in on_circles if name.startswith("tinybt.ops.")} | ALLOWED_CIRCLE
+    assert on_circles <= engine, f"modules on a circle of imports: {sorted(on_circles)}"
+
+
+def test_the_graph_sees_function_level_imports(tmp_path):
+    """The test above must not miss an import hidden in a function body."""
+    path = tmp_path / "module.py"
+    path.write_text("def f():\n    from tinybt.train import main\n    return main\n")
+    assert imports_of(path, {"tinybt.train"}) == {"tinybt.train"}
