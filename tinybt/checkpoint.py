@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -148,13 +147,20 @@ def read_npz(path, what):
     """{name: array} of the .npz file `path`, read whole; a file that cannot be read raises a
     one-line TinyBTError ending with `what`, which says what to do instead."""
     try:
-        archive = np.load(path)
-        if isinstance(archive, np.ndarray):  # what np.load gives for a .npy file
-            raise ValueError("it holds one array, not an .npz archive of named arrays")
-        with archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise TinyBTError(f"cannot read {path} ({error}): {what}") from None
+        with open(path, "rb") as file:
+            # Every .npz is a zip archive. np.load would also read a .npy file or a pickle, and
+            # for any other file suggest loading it as an unsafe pickle.
+            if file.read(4) != b"PK\x03\x04":
+                raise ValueError("not an .npz archive: it does not start as a zip file does")
+            file.seek(0)
+            with np.load(file) as archive:
+                return {name: archive[name] for name in archive.files}
+    except Exception as error:
+        # Corrupt bytes can fail anywhere in zipfile or in numpy's header parser, and each
+        # raises its own type (OSError, BadZipFile, ValueError, EOFError, NotImplementedError,
+        # tokenize's TokenError, MemoryError for a huge shape): all mean the same to the user.
+        reason = str(error).split("\n")[0] or type(error).__name__
+        raise TinyBTError(f"cannot read {path} ({reason}): {what}") from None
 
 
 def load_checkpoint(path):
