@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinybt import backend
 from tinybt.errors import TinyBTError
 
 TEMPORARIES = ".*.*.tmp"  # the names atomic_savez writes before its rename, as a glob
@@ -41,9 +42,9 @@ def first_non_finite(arrays):
     JSON record) are skipped.
     """
     for name, value in arrays.items():
-        if not hasattr(value, "dtype"):
-            value = np.asarray(value)
-        if value.dtype.kind in "fc" and not bool(np.isfinite(value).all()):
+        xp = backend.get_array_module(value)
+        value = xp.asarray(value)
+        if value.dtype.kind in "fc" and not bool(xp.isfinite(value).all()):
             return name
     return None
 
