@@ -10,8 +10,10 @@ import http.server
 import io
 import os
 import pickle
+import struct
 import tarfile
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from PIL import Image
 
 from tinybt.data import Dataset, channel_stats, cifar10, load_dataset, shapes
 from tinybt.data.download import download
+from tinybt.data.folder import to_rgb
 from tinybt.errors import TinyBTError
 
 CIFAR_CLASSES = [
@@ -102,7 +105,8 @@ def test_shapes_cache_is_keyed_by_parameters_and_survives_corruption(tmp_path):
 
 def small_dataset(count=10):
     images = np.arange(count * 2 * 2 * 3, dtype=np.uint8).reshape(count, 2, 2, 3)
-    return Dataset(images, np.arange(count), ["a"], (0.5,) * 3, (0.2,) * 3, "toy", "train")
+    classes = [f"image {index}" for index in range(count)]  # one class each, to track them
+    return Dataset(images, np.arange(count), classes, (0.5,) * 3, (0.2,) * 3, "toy", "train")
 
 
 def test_batches_cover_every_image_once_in_the_given_order():
@@ -144,6 +148,11 @@ def test_dataset_rejects_images_that_are_not_uint8_rgb():
         Dataset(np.zeros((2, 4, 4, 3), np.uint8), np.zeros(3), ["a"], (0,) * 3, (1,) * 3)
 
 
+def test_dataset_rejects_labels_that_name_no_class():
+    with pytest.raises(TinyBTError, match="labels run from 0 to 2 but there are 2 classes"):
+        Dataset(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 2]), ["a", "b"], (0,) * 3, (1,) * 3)
+
+
 def test_load_dataset_names_its_choices():
     with pytest.raises(TinyBTError, match="shapes, cifar10, folder"):
         load_dataset("mnist")
@@ -151,6 +160,56 @@ def test_load_dataset_names_its_choices():
         load_dataset("shapes", split="valid")
     with pytest.raises(TinyBTError, match="test_every"):
         load_dataset("folder", data_dir=".", num_train=3)
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("shapes", {"size": 0}, "size must be a whole number >= 8, got 0"),
+        ("shapes", {"size": 4}, "size must be a whole number >= 8, got 4"),
+        ("shapes", {"num_train": 0}, "num_train must be a whole number >= 1, got 0"),
+        ("shapes", {"num_test": 1.5}, "num_test must be a whole number >= 1, got 1.5"),
+        ("shapes", {"seed": -1}, "seed must be a whole number >= 0, got -1"),
+        ("shapes", {"seed": "a"}, "seed must be a whole number >= 0, got 'a'"),
+        ("folder", {"size": -1}, "size must be a whole number >= 8, got -1"),
+        ("folder", {"test_every": 1}, "test_every must be a whole number >= 2, got 1"),
+        ("folder", {"test_every": "a"}, "test_every must be a whole number >= 2, got 'a'"),
+        ("folder", {"test_every": True}, "test_every must be a whole number >= 2, got True"),
+    ],
+)
+def test_load_dataset_checks_its_numbers_before_any_work(tmp_path, name, options, message):
+    with pytest.raises(TinyBTError) as error:
+        load_dataset(name, data_dir=tmp_path, **options)
+    assert str(error.value) == message
+    assert list(tmp_path.iterdir()) == [], "nothing generated or written"
+
+
+def test_shapes_data_dir_that_is_a_file_or_under_one_says_so_in_one_line(tmp_path):
+    # A path under a file fails to be created whoever runs the test, root included, where
+    # chmod would not make a folder read-only. Before, the clean-up in `finally` raised its own
+    # NotADirectoryError and hid the message.
+    file = tmp_path / "data"
+    file.write_text("not a folder")
+    for data_dir in (file, file / "shapes"):
+        with pytest.raises(
+            TinyBTError, match="pass a data directory that is a writable folder"
+        ) as error:
+            load_dataset("shapes", data_dir=data_dir, num_train=8, num_test=8)
+        assert "\n" not in str(error.value) and str(data_dir) in str(error.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["data"], "no partial file left"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores chmod")
+def test_shapes_read_only_data_dir_says_so_in_one_line(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(TinyBTError, match="writable folder") as error:
+            load_dataset("shapes", data_dir=folder, num_train=8, num_test=8)
+        assert "\n" not in str(error.value)
+    finally:
+        folder.chmod(0o755)
 
 
 # CIFAR-10: the real subset.
@@ -228,16 +287,73 @@ def test_truncated_archive_is_reported_in_one_line(tmp_path):
     assert str(truncated) in str(error.value) and "\n" not in str(error.value)
 
     garbage = tmp_path / "garbage.tar.gz"
-    garbage.write_bytes(b"\x1f\x8b" + os.urandom(200))
-    with pytest.raises(TinyBTError, match="truncated or corrupt"):
+    garbage.write_bytes(b"\x1f\x8b" + np.random.default_rng(0).bytes(200))
+    with pytest.raises(TinyBTError, match="truncated") as error:
         load_dataset("cifar10", "train", garbage)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not an archive\n" * 20], ids=["empty", "text"])
+def test_an_archive_tarfile_cannot_open_is_reported_in_one_line(tmp_path, content):
+    # tarfile's own message lists each compression method it tried, one line each.
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(content)
+    for data_dir in (archive, tmp_path):
+        with pytest.raises(TinyBTError) as error:
+            load_dataset("cifar10", "test", data_dir)
+        assert str(error.value) == (
+            f"{archive} is empty, truncated or not a .tar.gz archive: "
+            "delete it and download it again"
+        )
+
+
+def cifar_folder(tmp_path, test_batch, meta=None):
+    """A cifar-10-batches-py folder holding only `test_batch` and `meta`, pickled as given."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir(exist_ok=True)
+    meta = {b"label_names": [name.encode() for name in CIFAR_CLASSES]} if meta is None else meta
+    (folder / "test_batch").write_bytes(pickle.dumps(test_batch, protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+IMAGES = np.zeros((2, 3072), np.uint8)
+
+
+@pytest.mark.parametrize(
+    "test_batch, meta, message",
+    [
+        ([1, 2], None, "does not hold CIFAR-10 images"),
+        ({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, None, "does not hold CIFAR"),
+        ({b"data": IMAGES}, None, "one whole-number label for each of its 2 images"),
+        ({b"data": IMAGES, b"labels": 5}, None, "one whole-number label for each"),
+        ({b"data": IMAGES, b"labels": [1, "cat"]}, None, "one whole-number label for each"),
+        ({b"data": IMAGES, b"labels": [1]}, None, "one whole-number label for each"),
+        ({b"data": IMAGES, b"labels": [1, 10]}, None, "labels run from 1 to 10 but there are 10"),
+        ({b"data": IMAGES, b"labels": [0, 1]}, [b"cat"], "has no list of class names"),
+        ({b"data": IMAGES, b"labels": [0, 1]}, {b"num_vis": 3072}, "has no list of class names"),
+    ],
+)
+def test_batches_of_the_wrong_form_are_reported_in_one_line(tmp_path, test_batch, meta, message):
+    folder = cifar_folder(tmp_path, test_batch, meta)
+    with pytest.raises(TinyBTError, match=message) as error:
+        load_dataset("cifar10", "test", folder)
+    assert "\n" not in str(error.value)
+
+
+def test_a_folder_without_batches_says_how_to_download(tmp_path):
+    (tmp_path / "readme.txt").write_text("no batches here")
+    with pytest.raises(TinyBTError, match="pass download=True") as error:
+        load_dataset("cifar10", "test", tmp_path)
+    assert "\n" not in str(error.value)
 
 
 def test_missing_batch_files_are_named(tmp_path):
     archive = make_cifar_archive(tmp_path / "a.tar.gz", leave_out={"data_batch_3"})
     load_dataset("cifar10", "test", archive)  # the test split does not need it
-    with pytest.raises(TinyBTError, match="data_batch_3"):
+    with pytest.raises(TinyBTError, match="data_batch_3") as error:
         load_dataset("cifar10", "train", archive)
+    assert "\n" not in str(error.value)
 
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "extracted", filter="data")
@@ -375,14 +491,129 @@ def test_folder_with_train_and_test_folders_uses_them(tmp_path):
     assert test.images.shape[1:] == (32, 32, 3)
 
 
+def folder_error(data_dir, split="train", **options):
+    """The one-line message of the TinyBTError that loading the image folder raises."""
+    with pytest.raises(TinyBTError) as error:
+        load_dataset("folder", split, data_dir, **options)
+    message = str(error.value)
+    assert "\n" not in message, message
+    return message
+
+
 def test_folder_errors_name_the_problem(tmp_path):
-    with pytest.raises(TinyBTError, match="does not exist"):
-        load_dataset("folder", "train", tmp_path / "nowhere")
-    with pytest.raises(TinyBTError, match="no class subfolders"):
-        load_dataset("folder", "train", tmp_path)
-    (tmp_path / "cat").mkdir()
-    with pytest.raises(TinyBTError, match="no .png or .jpg"):
-        load_dataset("folder", "train", tmp_path)
-    (tmp_path / "cat" / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(TinyBTError, match="broken.png"):
-        load_dataset("folder", "train", tmp_path)
+    assert "no image folder at" in folder_error(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("not a folder")
+    assert "no image folder at" in folder_error(tmp_path / "file")
+    (tmp_path / "file").unlink()
+    assert "no class subfolders" in folder_error(tmp_path)
+    for name in ("cat", "dog"):
+        write_image(tmp_path / name / "1.png", (1, 2, 3))
+    (tmp_path / "dog" / "1.png").unlink()
+    (tmp_path / "dog" / "notes.txt").write_text("only non-images")
+    assert folder_error(tmp_path) == (
+        f"class folder {tmp_path / 'dog'} has no .png or .jpg images: add some or remove the folder"
+    )
+    write_image(tmp_path / "dog" / "1.png", (1, 2, 3))
+    assert "give each class at least 5 images" in folder_error(tmp_path, split="test")
+    for index in range(2, 6):
+        write_image(tmp_path / "cat" / f"{index}.png", (1, 2, 3))
+    assert len(load_dataset("folder", "test", tmp_path)) == 1  # cat's 5th image
+
+
+def test_folder_with_one_class_is_refused(tmp_path):
+    # Every prediction would be right: both encoders would report 100%.
+    for index in range(6):
+        write_image(tmp_path / "cat" / f"{index}.png", (1, 2, 3))
+    assert folder_error(tmp_path) == (
+        f"{tmp_path} has one class subfolder (cat): a classifier needs at least 2, "
+        "so put each class's images in its own subfolder"
+    )
+    for split in ("train", "test"):
+        write_image(tmp_path / split / "cat" / "0.png", (1, 2, 3))
+    assert "has one class subfolder (cat)" in folder_error(tmp_path / "train")
+
+
+def test_folder_test_classes_must_match_the_training_classes(tmp_path):
+    for split, names in (("train", ("cat", "dog")), ("test", ("cat", "cow"))):
+        for name in names:
+            write_image(tmp_path / split / name / "0.png", (1, 2, 3))
+    assert folder_error(tmp_path, split="test") == (
+        f"the class folders of {tmp_path / 'test'} (cat, cow) differ from those of "
+        f"{tmp_path / 'train'} (cat, dog): give both the same classes"
+    )
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("empty.png", b""),
+        ("text.jpg", b"hello, not an image"),
+        ("header-only.png", b"\x89PNG\r\n\x1a\n" + bytes(range(100))),
+        ("truncated.png", "truncated"),
+        ("folder.png", "folder"),
+    ],
+)
+def test_folder_with_an_unreadable_image_names_it_in_one_line(tmp_path, name, content):
+    for index in range(6):
+        write_image(tmp_path / "cat" / f"{index}.png", (1, 2, 3))
+        write_image(tmp_path / "dog" / f"{index}.png", (1, 2, 3))
+    bad = tmp_path / "dog" / name
+    if content == "folder":
+        bad.mkdir()
+    elif content == "truncated":
+        noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(bad)
+        bad.write_bytes(bad.read_bytes()[:300])
+    else:
+        bad.write_bytes(content)
+    message = folder_error(tmp_path)
+    assert message.startswith(f"cannot read image {bad} (") and message.endswith(
+        "): remove or replace it"
+    )
+
+
+def png16(path, pixels):
+    """Write uint16 pixels (H, W, C) as a 16-bit PNG, by hand: pillow cannot write 16-bit colour.
+
+    A PNG is a signature and chunks (length, type, data, CRC-32); IHDR gives the size, bit depth
+    16 and colour type (0 grey, 2 RGB), IDAT the zlib-compressed rows, each row after a 0 byte
+    (no filter), each value big-endian.
+    """
+    height, width, channels = pixels.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 16, {1: 0, 3: 2}[channels], 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_16_bit_pngs_are_scaled_by_their_depth_not_clipped(tmp_path):
+    # 60000 of 65535 is 233.5 of 255; pillow's convert("RGB") alone made every grey above 255
+    # white. Pillow opens the grey as "I;16" and reduces 16-bit colour to 8 bits itself.
+    grey, colour = (1000, 30000, 60000), (60000, 1000, 30000)
+    for index, value in enumerate(grey):
+        png16(tmp_path / "grey" / f"{index}.png", np.full((8, 8, 1), value, np.uint16))
+        png16(tmp_path / "colour" / f"{index}.png", np.full((8, 8, 3), colour, np.uint16))
+    assert Image.open(tmp_path / "grey" / "0.png").mode.startswith("I")
+    train = load_dataset("folder", "train", tmp_path, size=8, test_every=3)
+    expected = {1: [[round(v * 255 / 65535)] * 3 for v in grey[:2]], 0: [[234, 3, 117]] * 2}
+    for label, pixels in expected.items():
+        np.testing.assert_array_equal(train.images[train.labels == label][:, 4, 4], pixels)
+
+
+@pytest.mark.parametrize("dtype, mode", [("<u2", "I;16"), (">u2", "I;16B"), ("<i4", "I")])
+def test_every_16_bit_grey_mode_is_scaled(dtype, mode):
+    # "I;16B" and "I" are how other pillow versions open a 16-bit grey PNG.
+    image = Image.fromarray(np.array([[0, 257, 65535]], dtype=dtype))
+    assert image.mode == mode
+    np.testing.assert_array_equal(np.asarray(to_rgb(image))[0], [[0] * 3, [1] * 3, [255] * 3])

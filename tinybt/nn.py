@@ -12,12 +12,11 @@ backends; fan_in is the number of inputs each output sums over.
 """
 
 import math
-import zipfile
 
 import numpy as np
 
 from tinybt import backend, ops
-from tinybt.checkpoint import atomic_savez
+from tinybt.checkpoint import atomic_savez, read_npz
 from tinybt.errors import TinyBTError
 from tinybt.ops.conv import pair
 from tinybt.tensor import Tensor, is_grad_enabled
@@ -137,14 +136,7 @@ class Module:
 
     def load(self, path):
         """Read parameters and buffers from an .npz file written by `save`."""
-        try:
-            with np.load(path) as archive:
-                state = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-            raise TinyBTError(
-                f"cannot read weights from {path} ({error}): give an .npz file written by save()"
-            ) from None
-        self.load_state_dict(state)
+        self.load_state_dict(read_npz(path, "give an .npz file written by save()"))
         return self
 
 

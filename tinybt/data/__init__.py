@@ -12,12 +12,18 @@
 data/README.md says where each dataset's files go.
 """
 
+from numbers import Integral
+
 from tinybt.data import cifar10, folder, shapes
 from tinybt.data.dataset import Dataset, channel_stats
 from tinybt.errors import TinyBTError
 
 DATASETS = ("shapes", "cifar10", "folder")
 SPLITS = ("train", "test")
+# The smallest value of each whole-number argument. A shape of radius 0.42 * size must fit
+# inside the image with half a pixel to spare, so shapes needs size >= 7; 8 keeps a stride-2
+# network's feature maps meaningful for every dataset.
+SMALLEST = {"seed": 0, "size": 8, "num_train": 1, "num_test": 1, "test_every": 2}
 
 __all__ = ["DATASETS", "Dataset", "channel_stats", "load_dataset"]
 
@@ -41,6 +47,11 @@ def load_dataset(name, split="train", data_dir="data", seed=0, size=32, download
             f"dataset {name!r} takes no option {unknown[0]!r}: "
             f"its options are {', '.join(sorted(allowed)) or 'none'}"
         )
+    for option, value in {"seed": seed, "size": size, **options}.items():
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < SMALLEST[option]:
+            raise TinyBTError(
+                f"{option} must be a whole number >= {SMALLEST[option]}, got {value!r}"
+            )
     if name == "shapes":
         return shapes.load(split, data_dir, seed=seed, size=size, **options)
     if name == "folder":

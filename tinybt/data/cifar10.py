@@ -51,13 +51,13 @@ def load(split, data_dir, download_missing=False):
         source = download(URL, Path(data_dir) / ARCHIVE, MD5, desc=f"downloading {ARCHIVE}")
     read = _read_from_archive if source.is_file() else _read_from_folder
     batches = read(source, BATCHES[split] + ["batches.meta"])
-    meta = batches.pop()
+    classes = _class_names(batches.pop(), source)
     images = np.concatenate([_images(batch, source) for batch in batches])
-    labels = np.concatenate([np.asarray(batch[b"labels"], dtype=np.int64) for batch in batches])
+    labels = np.concatenate([_labels(batch, source) for batch in batches])
     return Dataset(
         images=images,
         labels=labels,
-        classes=[name.decode() for name in meta[b"label_names"]],
+        classes=classes,
         mean=MEAN,
         std=STD,
         name="cifar10",
@@ -98,16 +98,25 @@ def _read_from_archive(archive, names):
     One pass over the archive in its stored order: a .tar.gz can only be read from the start,
     so looking files up by name would decompress it again for each file.
     """
+    try:
+        tar = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError):
+        # tarfile's message lists every compression method it tried, one line each.
+        raise TinyBTError(
+            f"{archive} is empty, truncated or not a .tar.gz archive: "
+            "delete it and download it again"
+        ) from None
     found = {}
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with tar:
             for member in tar:
                 name = Path(member.name).name
                 if name in names and member.isfile():
                     found[name] = _unpickle(tar.extractfile(member), f"{archive}:{name}")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise TinyBTError(
-            f"{archive} is truncated or corrupt ({error}): delete it and download it again"
+            f"{archive} is truncated or corrupt ({_first_line(error)}): "
+            "delete it and download it again"
         ) from None
     missing = [name for name in names if name not in found]
     if missing:
@@ -145,22 +154,44 @@ def _unpickle(file, where):
         return _ArrayUnpickler(file, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise TinyBTError(
-            f"{where} is truncated or corrupt ({error}): delete it and download CIFAR-10 again"
+            f"{where} is truncated or corrupt ({_first_line(error)}): "
+            "delete it and download CIFAR-10 again"
         ) from None
+
+
+def _first_line(error):
+    """The first line of an exception's message, so the error stays one line."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _class_names(meta, source):
+    """The class names in batches.meta: its b"label_names", a list of bytes."""
+    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not all(isinstance(name, bytes) for name in names):
+        raise TinyBTError(
+            f"batches.meta in {source} has no list of class names: download CIFAR-10 again"
+        )
+    return [name.decode(errors="replace") for name in names]
 
 
 def _images(batch, source):
     """uint8 (n, 32, 32, 3) from the channel-major rows (n, 3072) of one batch."""
-    data = np.asarray(batch.get(b"data"))
-    labels = batch.get(b"labels")
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels is None:
+    data = np.asarray(batch.get(b"data")) if isinstance(batch, dict) else None
+    if data is None or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise TinyBTError(
-            f"a batch in {source} does not hold CIFAR-10 images (uint8 rows of 3072 values "
-            "and labels): download CIFAR-10 again"
-        )
-    if len(labels) != len(data):
-        raise TinyBTError(
-            f"a batch in {source} has {len(labels)} labels for {len(data)} images: "
+            f"a batch in {source} does not hold CIFAR-10 images (uint8 rows of 3072 values): "
             "download CIFAR-10 again"
         )
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def _labels(batch, source):
+    """int64 (n,): one whole-number label per image of a batch that `_images` accepted."""
+    labels = np.asarray(batch.get(b"labels", []))
+    count = len(batch[b"data"])
+    if labels.shape != (count,) or (count and labels.dtype.kind not in "iu"):
+        raise TinyBTError(
+            f"a batch in {source} does not hold one whole-number label for each of its {count} "
+            "images: download CIFAR-10 again"
+        )
+    return labels.astype(np.int64)

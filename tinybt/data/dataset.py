@@ -43,6 +43,11 @@ class Dataset:
             )
         if labels.shape != images.shape[:1]:
             raise TinyBTError(f"{len(labels)} labels for {len(images)} images: one label each")
+        if len(labels) and not (0 <= labels.min() and labels.max() < len(self.classes)):
+            raise TinyBTError(
+                f"labels run from {labels.min()} to {labels.max()} but there are "
+                f"{len(self.classes)} classes: each label must index the class names"
+            )
         self.labels = labels.astype(np.int64, copy=False)
         self.mean = np.asarray(self.mean, dtype=np.float32)
         self.std = np.asarray(self.std, dtype=np.float32)

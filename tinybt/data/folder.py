@@ -10,7 +10,7 @@ test split (the 5th, 10th, ... with the default 5, so a fifth of each class), th
 
 Each image is read with pillow, converted to RGB, cropped to the centred square and resized to
 `size` x `size`: cropping first keeps the proportions, where a plain resize would squash a
-landscape photograph.
+landscape photograph. 16-bit images are scaled to 8 bits by their depth, never clipped.
 """
 
 from pathlib import Path
@@ -22,6 +22,10 @@ from tinybt.data.dataset import Dataset, channel_stats
 from tinybt.errors import TinyBTError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
+# How pillow opens a 16-bit grey PNG: "I;16" (or "I;16B"), or "I" in older versions; PNG, the only
+# format here with more than 8 bits, has no 32-bit greys. 16-bit colour PNGs arrive as "RGB" or
+# "RGBA", already reduced to 8 bits by pillow, and need nothing.
+SIXTEEN_BIT_GREYS = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
 
 def load(split, data_dir, size=32, test_every=5):
@@ -31,9 +35,15 @@ def load(split, data_dir, size=32, test_every=5):
     """
     root = Path(data_dir)
     if not root.is_dir():
-        raise TinyBTError(f"image folder {root} does not exist: pass the folder of class folders")
+        raise TinyBTError(f"no image folder at {root}: pass the folder of class folders")
     if (root / "train").is_dir() and (root / "test").is_dir():
         classes = _class_names(root / "train")
+        test_classes = _class_names(root / "test")
+        if test_classes != classes:
+            raise TinyBTError(
+                f"the class folders of {root / 'test'} ({', '.join(test_classes)}) differ from "
+                f"those of {root / 'train'} ({', '.join(classes)}): give both the same classes"
+            )
         files = {
             "train": _list_images(root / "train", classes),
             "test": _list_images(root / "test", classes),
@@ -60,6 +70,12 @@ def _class_names(root):
     classes = sorted(path.name for path in root.iterdir() if path.is_dir())
     if not classes:
         raise TinyBTError(f"{root} has no class subfolders: put each class's images in root/name/")
+    # One class makes every prediction right: both encoders would report 100% and mean nothing.
+    if len(classes) < 2:
+        raise TinyBTError(
+            f"{root} has one class subfolder ({classes[0]}): a classifier needs at least 2, "
+            "so put each class's images in its own subfolder"
+        )
     return classes
 
 
@@ -69,23 +85,29 @@ def _list_images(root, classes):
     for label, name in enumerate(classes):
         folder = root / name
         paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in EXTENSIONS)
+        if not paths:
+            raise TinyBTError(
+                f"class folder {folder} has no .png or .jpg images: add some or remove the folder"
+            )
         files += [(path, label) for path in paths]
-    if not files:
-        raise TinyBTError(f"no .png or .jpg images in the class folders of {root}")
     return files
 
 
 def _split_every(files, test_every):
-    """{"train": [...], "test": [...]}: every `test_every`-th file of each class to test."""
-    if test_every < 2:
-        raise TinyBTError(f"test_every must be at least 2, got {test_every}")
+    """{"train": [...], "test": [...]}: every `test_every`-th file of each class to test.
+
+    The first file of each class goes to train (test_every >= 2), so train is never empty.
+    """
     split = {"train": [], "test": []}
     position = {}  # how many files of each class have been seen
     for path, label in files:
         position[label] = position.get(label, 0) + 1
         split["test" if position[label] % test_every == 0 else "train"].append((path, label))
-    if not split["train"]:
-        raise TinyBTError("the image folder has no training images: add images to each class")
+    if not split["test"]:
+        raise TinyBTError(
+            f"the image folder has no test images: give each class at least {test_every} images, "
+            "or a smaller test_every"
+        )
     return split
 
 
@@ -95,8 +117,20 @@ def _read_images(paths, size):
     for index, path in enumerate(paths):
         try:
             with Image.open(path) as image:
-                square = ImageOps.fit(image.convert("RGB"), (size, size), Image.BICUBIC)
-        except OSError as error:
+                square = ImageOps.fit(to_rgb(image), (size, size), Image.BICUBIC)
+        except (OSError, Image.DecompressionBombError) as error:
             raise TinyBTError(f"cannot read image {path} ({error}): remove or replace it") from None
         images[index] = np.asarray(square)
     return images
+
+
+def to_rgb(image):
+    """The pillow image `image` in mode "RGB", 8 bits per channel.
+
+    pillow's own convert("RGB") clips a 16-bit grey at 255, which turns almost every pixel
+    white; so 16-bit greys are first scaled to 8 bits: 0..65535 -> 0..255 is a division by 257.
+    """
+    if image.mode in SIXTEEN_BIT_GREYS:
+        grey = np.asarray(image).astype(np.float64) / 257
+        image = Image.fromarray(np.round(grey).clip(0, 255).astype(np.uint8))  # mode "L"
+    return image.convert("RGB")

@@ -13,6 +13,7 @@ own unit frame (negative inside, the shape fits in the unit circle); a pixel's c
 clip(0.5 - distance_in_pixels, 0, 1) anti-aliases the edge at the cost of one subtraction.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -88,10 +89,13 @@ def _write_cache(path, arrays):
     except OSError as error:
         raise TinyBTError(
             f"cannot write the shapes cache {path} ({error.strerror}): "
-            "pass a writable data directory"
+            "pass a data directory that is a writable folder"
         ) from None
     finally:
-        partial.unlink(missing_ok=True)
+        # Where the folder is a file or read-only, removing fails too, and that error must not
+        # replace the message above.
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 def generate(num, size, rng, chunk=512):
