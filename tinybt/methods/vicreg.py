@@ -137,7 +137,13 @@ def vicreg_loss(
 ):
     """The VICReg loss of two (N, D) embedding Tensors, as one op (scalar Tensor)."""
     return VICRegLoss.apply(
-        z_a, z_b, sim_coeff=sim_coeff, std_coeff=std_coeff, cov_coeff=cov_coeff, gamma=gamma, eps=eps
+        z_a,
+        z_b,
+        sim_coeff=sim_coeff,
+        std_coeff=std_coeff,
+        cov_coeff=cov_coeff,
+        gamma=gamma,
+        eps=eps,
     )
 
 
