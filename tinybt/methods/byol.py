@@ -14,7 +14,7 @@ as an exponential moving average instead, θ' <- τ θ' + (1 - τ) θ, after eve
 rising from τ_base to 1 on a cosine schedule. Nothing in the loss forbids collapse; the
 predictor and the slow target are what avoid it in practice.
 
-Defaults from the paper (Section 3.2 and Appendix A): τ_base = 0.996,
+Defaults from the paper (Section 3.3, implementation details): τ_base = 0.996,
 τ = 1 - (1 - τ_base)(cos(πk/K) + 1)/2 at step k of K; the projector and the predictor are the
 same MLP, Linear(4096), batch norm, ReLU, Linear(256), on a ResNet-50 (2048 features).
 For tinybt's small encoder the predictor keeps that shape with the projector's sizes: it maps

@@ -14,11 +14,10 @@ The normalised, temperature-scaled cross-entropy (NT-Xent). Pushing S_i,p(i) up 
 views of an image together; the log-sum-exp pushes every other image away, which is what keeps
 the embeddings from collapsing to one point. A view's similarity with itself is left out.
 
-Default τ = 0.5: the temperature the official code's README gives for CIFAR-10 (ResNet-18,
-batch 512; google-research/simclr, README "Pretraining"; the paper's Appendix B.9 also trains
-CIFAR-10 with τ = 0.5). The paper's ImageNet default is τ = 0.1 at batch 4096. tinybt's batches
-(256 or fewer) and small encoder are nearer the CIFAR-10 setting, so it keeps 0.5 unchanged;
-a smaller batch only means fewer negatives (2N - 2) per view.
+Default τ = 0.5: the temperature of the official code's CIFAR-10 command (ResNet-18, batch 512,
+google-research/simclr README, "Pretraining"). Its ImageNet command, the paper's defaults, has
+τ = 0.1 at batch 4096. tinybt's batches (256 or fewer) and small encoder are nearer the CIFAR-10
+setting, so it keeps 0.5 unchanged; a smaller batch only means fewer negatives (2N - 2) per view.
 
 This file holds the loss twice: `nt_xent_loss`, one op with the gradient derived by hand, and
 `nt_xent_loss_autograd`, the same formula composed of primitive ops (notebook 09).
