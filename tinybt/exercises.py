@@ -49,6 +49,8 @@ TASKS = {
     "batchnorm": "backward of batch normalisation",
     "color-jitter": "brightness, contrast and saturation: blends with black, mean grey, grey",
     "bt-loss": "backward of the Barlow Twins loss",
+    "nt-xent": "backward of SimCLR's NT-Xent loss",
+    "vicreg": "backward of the VICReg loss: invariance, variance and covariance terms",
 }
 
 PACKAGE = Path(tinybt.__file__).resolve().parent

@@ -1,0 +1,114 @@
+"""SimCLR's loss, NT-Xent: each view must pick out its twin among all the views of the batch.
+
+Chen, Kornblith, Norouzi and Hinton, "A Simple Framework for Contrastive Learning of Visual
+Representations" (2020). The two views' embeddings Z_a, Z_b: (N, D) are stacked into the 2N
+views Z: (2N, D), view i's twin being p(i) = i + N (mod 2N). With u_i = z_i / |z_i| and a
+temperature τ,
+
+    S_ik = u_i · u_k / τ                          cosine similarity over τ     (2N, 2N)
+    ℓ_i  = -S_i,p(i) + log Σ_{k≠i} exp(S_ik)      cross-entropy: "which of the other 2N - 1
+                                                  views is my twin?", 2N - 2 of them negatives
+    L    = (1 / 2N) Σ_i ℓ_i
+
+The normalised, temperature-scaled cross-entropy (NT-Xent). Pushing S_i,p(i) up pulls the two
+views of an image together; the log-sum-exp pushes every other image away, which is what keeps
+the embeddings from collapsing to one point. A view's similarity with itself is left out.
+
+Default τ = 0.5: the temperature of the official code's CIFAR-10 command (ResNet-18, batch 512,
+google-research/simclr README, "Pretraining"). Its ImageNet command, the paper's defaults, has
+τ = 0.1 at batch 4096. tinybt's batches (256 or fewer) and small encoder are nearer the CIFAR-10
+setting, so it keeps 0.5 unchanged; a smaller batch only means fewer negatives (2N - 2) per view.
+
+This file holds the loss twice: `nt_xent_loss`, one op with the gradient derived by hand, and
+`nt_xent_loss_autograd`, the same formula composed of primitive ops (notebook 09).
+"""
+
+from tinybt.backend import get_array_module
+from tinybt.tensor import Function
+
+TEMPERATURE = 0.5  # the official README's CIFAR-10 setting (see the module docstring)
+
+
+def _check_views(z_a, z_b):
+    if z_a.shape != z_b.shape or z_a.ndim != 2 or z_a.shape[0] < 2:
+        raise ValueError(
+            "the two views' embeddings must both be (N, D) with N >= 2 (a view needs other "
+            f"images as negatives), got {z_a.shape} and {z_b.shape}"
+        )
+
+
+class NTXentLoss(Function):
+    """L(Z_a, Z_b) with Z_a, Z_b: (N, D) -> scalar, the gradient derived by hand.
+
+    Forward, numerically stable: each row of S has its own largest entry (self excluded)
+    subtracted before exp, which changes no softmax; exp(S_ii) is made exactly 0.
+
+    Backward, from the loss down. P_ik = exp(S_ik) / Σ_{k'≠i} exp(S_ik') (P_ii = 0) is the
+    softmax over the other views, and Y_ik = 1 where k = p(i):
+        dL/dS_ik = (P_ik - Y_ik) / 2N                                  call it G (2N, 2N)
+        S = U Uᵀ / τ, each u_i in row i and in column i  =>  dL/dU = (G + Gᵀ) U / τ    (2N, D)
+        u = z / |z|  =>  dL/dz = (dL/du - u (u · dL/du)) / |z|    (only the change across u)
+    then the first N rows are dL/dZ_a and the last N dL/dZ_b.
+    """
+
+    def forward(self, z_a, z_b, temperature=TEMPERATURE):
+        _check_views(z_a, z_b)
+        xp = get_array_module(z_a)
+        n = z_a.shape[0]
+        z = xp.concatenate([z_a, z_b])  # (2N, D)
+        self.norms = xp.sqrt((z**2).sum(axis=1, keepdims=True))  # (2N, 1)
+        self.u = z / self.norms
+        self.temperature = temperature
+        logits = self.u @ self.u.T / temperature  # S (2N, 2N)
+        xp.fill_diagonal(logits, -xp.inf)  # a view is not its own candidate: exp(-inf) = 0
+        logits -= logits.max(axis=1, keepdims=True)  # each row's largest is now 0: no overflow
+        exp = xp.exp(logits)
+        sum_exp = exp.sum(axis=1, keepdims=True)
+        self.softmax = exp / sum_exp  # P
+        self.twin = xp.concatenate([xp.arange(n, 2 * n), xp.arange(n)])  # p(i)
+        rows = xp.arange(2 * n)
+        # ℓ_i = -S_i,p(i) + log Σ exp(S_ik), both with the row's maximum taken out
+        return (xp.log(sum_exp[:, 0]) - logits[rows, self.twin]).mean()
+
+    def backward(self, grad):
+        # BEGIN SOLUTION nt-xent: return (dL/dZ_a, dL/dZ_b) for the NT-Xent loss
+        xp = get_array_module(self.u)
+        two_n = self.u.shape[0]
+        g = self.softmax.copy()
+        g[xp.arange(two_n), self.twin] -= 1.0
+        g *= grad / two_n
+        du = (g + g.T) @ self.u / self.temperature
+        dz = (du - self.u * (self.u * du).sum(axis=1, keepdims=True)) / self.norms
+        return dz[: two_n // 2], dz[two_n // 2 :]
+        # END SOLUTION
+
+
+def nt_xent_loss(z_a, z_b, temperature=TEMPERATURE):
+    """SimCLR's NT-Xent loss of two (N, D) embedding Tensors, as one op (scalar Tensor)."""
+    return NTXentLoss.apply(z_a, z_b, temperature=temperature)
+
+
+def nt_xent_loss_autograd(z_a, z_b, temperature=TEMPERATURE):
+    """The same loss composed of primitive ops, so autograd derives the gradient.
+
+    The engine has no concatenation, so S is written as its four (N, N) blocks: view i of A
+    competes over S_aa[i, k≠i] and all of S_ab[i, :], its twin being S_ab[i, i]; B likewise.
+    Every entry is shifted by 1/τ, the largest a cosine over τ can be: a constant per row,
+    so the loss is unchanged and exp stays at most 1. Multiplying by (1 - I) drops S_ii.
+    """
+    xp = get_array_module(z_a.data)
+    n = z_a.shape[0]
+    not_self = 1.0 - xp.eye(n, dtype=z_a.dtype)
+
+    def unit(z):
+        return z * ((z**2).sum(axis=1, keepdims=True) ** -0.5)
+
+    u_a, u_b = unit(z_a), unit(z_b)
+    shift = 1.0 / temperature
+    s_aa = u_a @ u_a.T / temperature - shift
+    s_bb = u_b @ u_b.T / temperature - shift
+    s_ab = u_a @ u_b.T / temperature - shift
+    positive = (u_a * u_b).sum(axis=1) / temperature - shift  # S_ab[i, i] = S_ba[i, i]
+    sum_exp_a = (s_aa.exp() * not_self).sum(axis=1) + s_ab.exp().sum(axis=1)
+    sum_exp_b = (s_bb.exp() * not_self).sum(axis=1) + s_ab.T.exp().sum(axis=1)
+    return (sum_exp_a.log() + sum_exp_b.log() - positive * 2.0).sum() / (2 * n)

@@ -1,0 +1,170 @@
+"""VICReg's loss: variance, invariance and covariance terms, on the raw embeddings.
+
+Bardes, Ponce and LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
+Self-Supervised Learning" (ICLR 2022). For the two views' embeddings Z_a, Z_b: (N, D), with
+each view centred, Z̄ = Z - mean_n Z, and statistics over the batch with N - 1:
+
+    invariance  s = (1 / ND) Σ_n,j (Z_a - Z_b)_nj²             mean squared error
+    variance    v = (v(Z_a) + v(Z_b)) / 2,   v(Z) = (1/D) Σ_j max(0, γ - σ_j),
+                σ_j = sqrt(Var_j + ε),  Var_j = Σ_n Z̄_nj² / (N - 1)     each dimension's std
+    covariance  c = c(Z_a) + c(Z_b),   c(Z) = (1/D) Σ_{i≠j} K_ij²,   K = Z̄ᵀ Z̄ / (N - 1)   (D, D)
+    loss        L = μ_s s + μ_v v + μ_c c
+
+Invariance pulls the two views together; the variance hinge keeps every dimension's spread
+above γ, so the embeddings cannot collapse to a point; the covariance term decorrelates the
+dimensions, like Barlow Twins' off-diagonal term. Unlike Barlow Twins nothing standardises the
+embeddings: the variance term holds their scale up instead.
+
+Defaults from the official code (facebookresearch/vicreg, main_vicreg.py): sim_coeff 25,
+std_coeff 25, cov_coeff 1, γ = 1 (the hinge `relu(1 - std)`), ε = 1e-4 (`x.var(dim=0) + 0.0001`);
+the variance hinge is averaged over the D dimensions and over the two views (`/ 2`); the
+covariance is divided by N - 1 (`batch_size - 1`), summed over the two views, each divided by D;
+Var uses N - 1 too (torch's default). The paper's projector is 8192-8192-8192; tinybt's is
+512-512-512. The weights are kept: every term is already a mean over dimensions (the
+covariance's division by D makes it grow like D, not D², with the dimension).
+
+This file holds the loss twice: `vicreg_loss`, one op with the gradient derived by hand, and
+`vicreg_loss_autograd`, the same formula composed of primitive ops (notebook 09).
+"""
+
+from tinybt.backend import get_array_module
+from tinybt.loss import off_diagonal
+from tinybt.tensor import Function
+
+SIM_COEFF = 25.0  # μ_s, the invariance weight (official code's --sim-coeff)
+STD_COEFF = 25.0  # μ_v, the variance weight (--std-coeff)
+COV_COEFF = 1.0  # μ_c, the covariance weight (--cov-coeff)
+GAMMA = 1.0  # the target standard deviation of every dimension
+EPS = 1e-4  # inside the square root, as the official code
+
+
+def _view_statistics(z, gamma, eps):
+    """One view's pieces, (N, D) -> centred Z̄ (N, D), σ (D,), K (D, D), v(Z), c(Z)."""
+    xp = get_array_module(z)
+    n, d = z.shape
+    centred = z - z.mean(axis=0)
+    std = xp.sqrt((centred**2).sum(axis=0) / (n - 1) + eps)
+    covariance = centred.T @ centred / (n - 1)
+    variance_term = xp.maximum(gamma - std, 0).mean()
+    covariance_term = ((covariance**2).sum() - (xp.diagonal(covariance) ** 2).sum()) / d
+    return centred, std, covariance, variance_term, covariance_term
+
+
+def _check_views(z_a, z_b):
+    if z_a.shape != z_b.shape or z_a.ndim != 2 or z_a.shape[0] < 2:
+        raise ValueError(
+            "the two views' embeddings must both be (N, D) with N >= 2 (the variance needs "
+            f"N - 1 > 0), got {z_a.shape} and {z_b.shape}"
+        )
+
+
+def vicreg_terms(z_a, z_b, gamma=GAMMA, eps=EPS):
+    """The three unweighted terms for arrays z_a, z_b: (N, D): (invariance, variance,
+    covariance), as floats; the loss is SIM_COEFF s + STD_COEFF v + COV_COEFF c. For logs."""
+    _check_views(z_a, z_b)
+    *_, variance_a, covariance_a = _view_statistics(z_a, gamma, eps)
+    *_, variance_b, covariance_b = _view_statistics(z_b, gamma, eps)
+    invariance = ((z_a - z_b) ** 2).mean()
+    return (
+        float(invariance),
+        float((variance_a + variance_b) / 2),
+        float(covariance_a + covariance_b),
+    )
+
+
+class VICRegLoss(Function):
+    """L(Z_a, Z_b) with Z_a, Z_b: (N, D) -> scalar, the gradient derived by hand.
+
+    The forward keeps the unweighted terms as `self.invariance`, `self.variance` and
+    `self.covariance` (floats), so that training can log them.
+
+    Backward, one term at a time, for view a (view b the same with the roles swapped):
+        invariance:  dL/dZ_a = μ_s 2 (Z_a - Z_b) / ND,   dL/dZ_b its negative
+        variance:    dL/dσ_j = -μ_v / 2D where σ_j < γ (else 0);   dσ_j/dVar_j = 1 / 2σ_j;
+                     dVar_j/dZ̄_nj = 2 Z̄_nj / (N - 1)
+                     =>  dL/dZ_nj = dL/dσ_j · Z̄_nj / ((N - 1) σ_j)
+        covariance:  dL/dK = μ_c 2 K_off / D  =: G (D, D), K_off is K with a zero diagonal;
+                     K = Z̄ᵀ Z̄ / (N - 1), Z̄ on both sides, G symmetric
+                     =>  dL/dZ̄ = 2 Z̄ G / (N - 1)
+    Centring's backward subtracts the batch mean of the gradient, and both gradients above
+    already have zero mean over n (they are Z̄ times something per column, and each column
+    of Z̄ sums to 0), so dL/dZ = dL/dZ̄ there.
+    """
+
+    def forward(
+        self,
+        z_a,
+        z_b,
+        sim_coeff=SIM_COEFF,
+        std_coeff=STD_COEFF,
+        cov_coeff=COV_COEFF,
+        gamma=GAMMA,
+        eps=EPS,
+    ):
+        _check_views(z_a, z_b)
+        self.coeffs = sim_coeff, std_coeff, cov_coeff
+        self.gamma = gamma
+        self.difference = z_a - z_b
+        self.view_a = _view_statistics(z_a, gamma, eps)
+        self.view_b = _view_statistics(z_b, gamma, eps)
+        invariance = (self.difference**2).mean()
+        variance = (self.view_a[3] + self.view_b[3]) / 2
+        covariance = self.view_a[4] + self.view_b[4]
+        self.invariance, self.variance = float(invariance), float(variance)
+        self.covariance = float(covariance)
+        return sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance
+
+    def backward(self, grad):
+        # BEGIN SOLUTION vicreg: return (dL/dZ_a, dL/dZ_b) for the VICReg loss
+        xp = get_array_module(self.difference)
+        sim_coeff, std_coeff, cov_coeff = self.coeffs
+        n, d = self.difference.shape
+        d_invariance = sim_coeff * 2 * self.difference / (n * d)
+        grads = []
+        for centred, std, covariance, _, _ in (self.view_a, self.view_b):
+            d_std = -std_coeff / (2 * d) * (std < self.gamma)
+            d_variance = d_std * centred / ((n - 1) * std)
+            g = 2 * cov_coeff * covariance / d
+            xp.fill_diagonal(g, 0)
+            d_covariance = 2 * centred @ g / (n - 1)
+            grads.append(d_variance + d_covariance)
+        return grad * (d_invariance + grads[0]), grad * (grads[1] - d_invariance)
+        # END SOLUTION
+
+
+def vicreg_loss(
+    z_a, z_b, sim_coeff=SIM_COEFF, std_coeff=STD_COEFF, cov_coeff=COV_COEFF, gamma=GAMMA, eps=EPS
+):
+    """The VICReg loss of two (N, D) embedding Tensors, as one op (scalar Tensor)."""
+    return VICRegLoss.apply(
+        z_a,
+        z_b,
+        sim_coeff=sim_coeff,
+        std_coeff=std_coeff,
+        cov_coeff=cov_coeff,
+        gamma=gamma,
+        eps=eps,
+    )
+
+
+def vicreg_loss_autograd(
+    z_a, z_b, sim_coeff=SIM_COEFF, std_coeff=STD_COEFF, cov_coeff=COV_COEFF, gamma=GAMMA, eps=EPS
+):
+    """The same loss composed of primitive ops, so autograd derives the gradient.
+
+    Mirrors the official code line by line: MSE, centre, std, hinge, covariance, off-diagonal.
+    """
+    n, d = z_a.shape
+    invariance = ((z_a - z_b) ** 2).mean()
+
+    def variance_and_covariance(z):
+        centred = z - z.mean(axis=0)
+        std = ((centred**2).sum(axis=0) / (n - 1) + eps) ** 0.5
+        covariance = centred.T @ centred / (n - 1)
+        return (gamma - std).relu().mean(), (off_diagonal(covariance) ** 2).sum() / d
+
+    variance_a, covariance_a = variance_and_covariance(z_a)
+    variance_b, covariance_b = variance_and_covariance(z_b)
+    variance = variance_a / 2 + variance_b / 2
+    covariance = covariance_a + covariance_b
+    return sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance
