@@ -21,7 +21,8 @@ TRAIN = [sys.executable, "-m", "tinybt.train"]
 EVALUATE = [sys.executable, "-m", "tinybt.evaluate"]
 
 # (name, command after TRAIN or EVALUATE, a phrase the message must hold). {tmp} is a fresh
-# folder per case; {file} a file in it; {run} a folder holding a finished one-epoch run.
+# folder per case; {file} a file in it; {run} a folder holding a finished one-epoch run;
+# {diverged} a copy of its checkpoint with an inf in it.
 TRAIN_CASES = [
     ("zero epochs", "--epochs 0", "--epochs must be at least 1"),
     ("negative epochs", "--epochs -1", "--epochs must be at least 1"),
@@ -65,8 +66,9 @@ TRAIN_CASES = [
 EVALUATE_CASES = [
     ("no run given", "", "the following arguments are required"),
     ("run nowhere", "{tmp}/nowhere", "no checkpoint at"),
-    ("not a checkpoint", "{file}", "not a readable checkpoint"),
+    ("not a checkpoint", "{file}", "it is not a checkpoint"),
     ("zero probe epochs", "{run} --probe-epochs 0", "--probe-epochs must be at least 1"),
+    ("diverged run", "{diverged}", "holds NaN or inf in model/"),
     ("unknown backend", "{run} --backend torch", "invalid choice"),
 ]
 
@@ -104,7 +106,12 @@ def command(program, arguments, tmp, run):
     takes the stored run's options) and write to a fresh folder unless they say otherwise."""
     file = tmp / "a-file.txt"
     file.write_text("not a folder, not a checkpoint")
-    words = [w.format(tmp=tmp, file=file, run=run) for w in arguments.split()]
+    diverged = tmp / "diverged.npz"  # the run's checkpoint with an inf, as old runs could save
+    with np.load(run / "checkpoint.npz") as checkpoint:
+        arrays = dict(checkpoint)
+    arrays["model/encoder.layers.1.running_var"][0] = np.inf
+    np.savez(diverged, **arrays)
+    words = [w.format(tmp=tmp, file=file, run=run, diverged=diverged) for w in arguments.split()]
     words = ["" if w == "''" else w for w in words]
     if program == "evaluate":
         return [*EVALUATE, *words]

@@ -269,3 +269,24 @@ def test_the_table_says_when_a_run_is_too_short_to_judge(tmp_path):
     lines = []
     result = evaluate_run(build_model(config), config, train_set, test_set, 5, log=lines.append)
     assert "after 3 epochs" in result["note"] and "too short to judge" in lines[0]
+
+
+def test_a_state_gone_non_finite_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch
+):
+    """The loss can stay finite while a running variance overflows (adam at lr 1e9 did): the
+    check is on every array a checkpoint holds, and the one on disk stays finite."""
+    real_step, calls = train_module.train_step, []
+
+    def step_then_overflow(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 12:  # in the second epoch
+            model.named_buffers()["encoder.layers.1.running_var"].data[0] = np.inf
+        return real_step(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step_then_overflow)
+    config = tiny_config(tmp_path)
+    with pytest.raises(TinyBTError, match="running_var became NaN or inf at step 16 .* lower it"):
+        train(config, progress=False, log=None)
+    meta = load_checkpoint(tmp_path / "run" / "checkpoint.npz")[2]  # finite, else it raises
+    assert meta["epoch"] == 1

@@ -32,7 +32,12 @@ TEMPORARIES = ".*.*.tmp"  # the names atomic_savez writes before its rename, as 
 
 
 class NonFiniteError(TinyBTError):
-    """A checkpoint would hold, or holds, NaN or inf: the run diverged."""
+    """A checkpoint would hold, or holds, NaN or inf: the run diverged. `name` is the first
+    array that does."""
+
+    def __init__(self, message, name):
+        super().__init__(message)
+        self.name = name
 
 
 def first_non_finite(arrays):
@@ -138,7 +143,8 @@ def save_checkpoint(path, model, optimizer, meta):
     if bad is not None:
         raise NonFiniteError(
             f"not saving {path}: {bad} holds NaN or inf, so the run diverged; "
-            "the previous checkpoint is kept; train again with a lower learning rate"
+            "the previous checkpoint is kept; train again with a lower learning rate",
+            bad,
         )
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_savez(path, arrays)
@@ -180,7 +186,8 @@ def load_checkpoint(path):
     if bad is not None:
         raise NonFiniteError(
             f"{path} holds NaN or inf in {bad}: the run diverged before it was saved; "
-            "train again with a lower learning rate"
+            "train again with a lower learning rate",
+            bad,
         )
     model = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
     optim = {k.removeprefix("optim/"): v for k, v in arrays.items() if k.startswith("optim/")}

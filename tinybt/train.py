@@ -28,9 +28,11 @@ from tqdm.auto import tqdm
 
 from tinybt import backend, viz
 from tinybt.checkpoint import (
+    NonFiniteError,
     atomic_savez,
     generator_state,
     load_checkpoint,
+    remove_stale_temporaries,
     restore_generator,
     save_checkpoint,
 )
@@ -66,7 +68,8 @@ def prepare_folder(out, resume, overwrite):
 
     A new run refuses a folder that holds another run's files, unless `overwrite` (then those
     files are deleted); `resume` needs the folder's checkpoint. The folder must be writable:
-    finding that out after an epoch of training would lose the epoch.
+    finding that out after an epoch of training would lose the epoch. Temporary files that a
+    killed run left while saving are removed.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -87,6 +90,7 @@ def prepare_folder(out, resume, overwrite):
         probe = out / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
+        remove_stale_temporaries(out)
     except OSError as error:
         raise TinyBTError(
             f"cannot write to --out {out} ({error.strerror}): choose a folder you can write to"
@@ -207,6 +211,8 @@ class Run:
             path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
     def save(self):
+        """Checkpoint where the run stands. A state holding NaN or inf is not saved: training
+        diverged, and the last good checkpoint stays."""
         meta = {
             "config": asdict(self.config),
             "epoch": self.epoch,
@@ -215,7 +221,11 @@ class Run:
             "rng": generator_state(self.rng),
             "sums": self.sums,
         }
-        save_checkpoint(self.checkpoint_path, self.model, self.optimizer, meta)
+        try:
+            save_checkpoint(self.checkpoint_path, self.model, self.optimizer, meta)
+        except NonFiniteError as error:
+            step = self.epoch * self.steps_per_epoch + self.batch
+            raise self._diverged(f"{error.name} became NaN or inf", step) from None
 
     # ----- training -----
     def train(self):
@@ -304,7 +314,7 @@ class Run:
 
     def _diverged(self, what, step):
         last = (
-            f"the last good checkpoint is {self.checkpoint_path} (end of epoch {self.epoch})"
+            f"the last good checkpoint is {self.checkpoint_path}"
             if self.checkpoint_path.exists()
             else "no checkpoint was written yet"
         )
