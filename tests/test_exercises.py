@@ -271,6 +271,19 @@ def test_report_skips_modules_skipped_whole_but_keeps_every_test(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    "file, result",
+    [
+        ("tinybt/ops/batchnorm.py", "x̂_k mean(g ⊙ x̂)) / σ̂"),
+        ("tinybt/loss.py", "dL/dẐ_a = Ẑ_b Gᵀ / N"),
+    ],
+)
+def test_the_result_to_derive_is_in_the_solution_not_in_the_copy(untouched, file, result):
+    """The docstrings give the steps as hints; the final formula sits in the fence."""
+    assert result in (LIBRARY / file).read_text()
+    assert result not in (untouched / file).read_text()
+
+
 def test_learner_copy_imports_and_is_the_one_imported(untouched):
     code = (
         "import importlib, pkgutil, tinybt\n"
