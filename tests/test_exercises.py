@@ -320,6 +320,7 @@ def test_check_and_solve_refuse_the_library_itself_in_one_line(monkeypatch, caps
 
 def test_start_marks_the_copy_and_keeps_it_out_of_git(untouched):
     assert (untouched / exercises.COPY_MARKER).is_file()
+    assert "`../.venv/bin/python`" in (untouched / "README.md").read_text()  # which python
     assert (untouched / ".gitignore").read_text() == "*\n"
     ignored = subprocess.run(
         ["git", "check-ignore", "-q", "my-tinybt/tinybt/ops/elementwise.py"], cwd=LIBRARY
