@@ -328,6 +328,25 @@ def test_start_marks_the_copy_and_keeps_it_out_of_git(untouched):
     assert ignored.returncode == 0, "the README's copy, my-tinybt, is not in .gitignore"
 
 
+def test_a_marker_that_check_would_not_collect_stops_the_run(tmp_path):
+    """`check` collects only files that spell `pytest.mark.exercise(`: an alias would hide tests."""
+    (tmp_path / "tests").mkdir()
+    shutil.copy(LIBRARY / "tests" / "conftest.py", tmp_path / "tests")
+    (tmp_path / "tests" / "test_alias.py").write_text(
+        'import pytest\n\nexercise = pytest.mark.exercise\n\n\n@exercise("mul")\n'
+        "def test_hidden():\n    pass\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(LIBRARY)},
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == pytest.ExitCode.USAGE_ERROR, completed.stdout
+    assert "test_alias.py::test_hidden is marked exercise('mul') but its file" in completed.stderr
+
+
 def test_check_passes_unknown_options_to_pytest(untouched, capsys):
     """-v shows pytest's own report; -x stops it at the first failure."""
     assert exercises.main(["check", "mul", "-v", "--dir", str(untouched), "-x"]) == 1
