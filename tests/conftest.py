@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tinybt import backend
+from tinybt.exercises import MARKER_SPELLING
 
 SHARED_CIFAR = (
     Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar-10-python-subset.tar.gz"
@@ -68,6 +69,11 @@ def pytest_collection_modifyitems(config, items):
         task = marker.args[0] if marker else None
         if task is not None:
             item.user_properties.append(("exercise", task))
+            if MARKER_SPELLING not in item.path.read_text():
+                raise pytest.UsageError(
+                    f"{item.nodeid} is marked exercise({task!r}) but its file never spells "
+                    f"{MARKER_SPELLING!r}: write the marker so, or `check` will not collect it"
+                )
         (kept if wanted is None or task == wanted else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)

@@ -1,10 +1,13 @@
 """The learners' exercises: the fences, the learner's copy, and `check` on it.
 
 Each copy's exercise tests run once, in one pytest subprocess (module-scoped fixtures), and
-the tests below read the per-task results of those runs.
+the tests below read the per-task results of those runs. PLANTED puts plausible wrong
+solutions of every task into copies of a solved copy and asserts that `check` fails each.
 """
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -24,6 +27,110 @@ from tinybt.exercises import (
 )
 
 LIBRARY = PACKAGE.parent
+
+# Wrong solutions a learner might write, each to be failed by `check <task>`:
+# {task: {what is wrong: [(file, text of the library's solution, the wrong text)]}}.
+# Every task has at least one; each text replaced lies inside a fence of its task.
+ELEMENTWISE, CONV, POOL = "tinybt/ops/elementwise.py", "tinybt/ops/conv.py", "tinybt/ops/pool.py"
+PLANTED = {
+    "unbroadcast": {
+        "stretched size-1 axes not summed": [
+            (ELEMENTWISE, "if stretched:", "if False:"),
+        ],
+    },
+    "add": {
+        "wrong sign for y": [
+            (ELEMENTWISE, "unbroadcast(grad, self.y_shape)", "unbroadcast(-grad, self.y_shape)"),
+        ],
+    },
+    "mul": {
+        "x and y swapped": [
+            (
+                ELEMENTWISE,
+                "unbroadcast(grad * self.y, self.x.shape), unbroadcast(grad * self.x,",
+                "unbroadcast(grad * self.x, self.x.shape), unbroadcast(grad * self.y,",
+            ),
+        ],
+    },
+    "pow": {
+        "exponent not lowered": [
+            (ELEMENTWISE, "self.x ** (self.exponent - 1)", "self.x**self.exponent"),
+        ],
+    },
+    "exp-log": {
+        "log without the upstream gradient": [(ELEMENTWISE, "(grad / self.x,)", "(1 / self.x,)")],
+    },
+    "relu": {
+        "gradient not masked": [(ELEMENTWISE, "(grad * self.positive,)", "(grad,)")],
+    },
+    "sum": {
+        "summed axes not put back": [
+            ("tinybt/ops/reduce.py", "if not self.keepdims:", "if False:"),
+        ],
+    },
+    "matmul": {
+        "dY transposed": [
+            ("tinybt/ops/matmul.py", "self.x.T @ grad", "grad.T @ self.x"),
+        ],
+    },
+    "linear": {
+        "bias left out": [
+            ("tinybt/nn.py", "return y if self.bias is None else y + self.bias", "return y"),
+        ],
+    },
+    "conv2d": {
+        "rows in (KH, KW, C) order in im2col and col2im alike": [
+            (
+                CONV,
+                "cols = xp.empty((C, KH, KW, N, OH, OW)",
+                "cols = xp.empty((KH, KW, C, N, OH, OW)",
+            ),
+            (CONV, "cols[:, i, j] = x_pad", "cols[i, j] = x_pad"),
+            (CONV, "cols.reshape(C, KH, KW, N, OH, OW)", "cols.reshape(KH, KW, C, N, OH, OW)"),
+            (CONV, "+= cols[:, i, j]", "+= cols[i, j]"),
+        ],
+        "overlapping patches overwrite instead of adding up": [
+            (
+                CONV,
+                "dx_pad[offset(i, j, OH, OW, stride)] +=",
+                "dx_pad[offset(i, j, OH, OW, stride)] =",
+            ),
+        ],
+    },
+    "maxpool": {
+        "window entry numbered i KH + j": [
+            (POOL, "self.argmax == i * KW + j", "self.argmax == i * KH + j")
+        ],
+    },
+    "avgpool": {
+        "not divided by the window size": [(POOL, "share = grad / (KH * KW)", "share = grad")],
+    },
+    "batchnorm": {
+        "mean of the gradient left out": [
+            ("tinybt/ops/batchnorm.py", "(grad - mean_grad - self.x_hat", "(grad - self.x_hat"),
+        ],
+    },
+    "color-jitter": {
+        "contrast blends with each channel's own mean": [
+            ("tinybt/augment.py", "luma(images).mean(axis=(1, 2, 3)", "images.mean(axis=(1, 2)"),
+        ],
+        "saturation blends with the mean grey": [
+            (
+                "tinybt/augment.py",
+                "_blend(images, luma(images), factor)",
+                "_blend(images, luma(images).mean(axis=(1, 2, 3), keepdims=True), factor)",
+            ),
+        ],
+    },
+    "bt-loss": {
+        "dL/dZ_a with G instead of its transpose": [
+            ("tinybt/loss.py", "self.z_b_hat @ dc.T / n", "self.z_b_hat @ dc / n"),
+        ],
+        "standardisation's backward left out": [
+            ("tinybt/loss.py", "return dz_a, dz_b", "return dz_a_hat, dz_b_hat"),
+        ],
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +190,40 @@ def test_copy_with_solutions_restored_passes_every_task(solved):
         assert not failed, f"{task}: " + "; ".join(failed)
 
 
+def test_every_task_has_a_planted_wrong_solution():
+    missing, unknown = set(TASKS) - set(PLANTED), set(PLANTED) - set(TASKS)
+    assert not missing and not unknown, (
+        f"add to PLANTED a wrong solution of each of {sorted(missing)} that `check` must fail; "
+        f"PLANTED names tasks not in TASKS: {sorted(unknown)}"
+    )
+
+
+def plant(copy, task, wrong):
+    """Put PLANTED[task][wrong] into `copy`, checking each replaced text is in a fence of task."""
+    for file, right, wrong_text in PLANTED[task][wrong]:
+        library = (LIBRARY / file).read_text()
+        assert library.count(right) == 1, f"PLANTED: {right!r} is not once in {file}: update it"
+        first = library[: library.index(right)].count("\n")
+        last = first + right.count("\n")
+        fences = [f for f in read_fences(LIBRARY / file) if f.begin < first and last < f.end]
+        assert [f.task for f in fences] == [task], f"PLANTED: {right!r} is in no fence of {task}"
+        path = copy / file
+        path.write_text(path.read_text().replace(right, wrong_text))
+
+
+@pytest.mark.parametrize(
+    "task, wrong", [(task, wrong) for task, wrongs in PLANTED.items() for wrong in wrongs]
+)
+def test_check_fails_a_planted_wrong_solution(solved, tmp_path, capsys, task, wrong):
+    copy = tmp_path / "copy"
+    shutil.copytree(solved, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    plant(copy, task, wrong)
+    status = exercises.check(task, copy)
+    out = capsys.readouterr().out
+    assert status == 1, f"`check {task}` passes a wrong solution ({wrong}):\n{out}"
+    assert "not implemented yet" not in out, out
+
+
 def test_solve_restores_the_library_source_exactly(solved):
     for path in PACKAGE.rglob("*.py"):
         copy = solved / path.relative_to(LIBRARY)
@@ -123,11 +264,24 @@ def test_report_skips_modules_skipped_whole_but_keeps_every_test(tmp_path):
         '<failure message="AssertionError: mul: gradient wrong"/></testcase>'
         "</testsuite></testsuites>"
     )
-    results = read_report(report)
+    results = read_report(report, tmp_path)
     assert [(r.task, r.outcome, r.message) for r in results] == [
         ("add", "passed", ""),
         ("mul", "failed", "mul: gradient wrong"),
     ]
+
+
+@pytest.mark.parametrize(
+    "file, result",
+    [
+        ("tinybt/ops/batchnorm.py", "x̂_k mean(g ⊙ x̂)) / σ̂"),
+        ("tinybt/loss.py", "dL/dẐ_a = Ẑ_b Gᵀ / N"),
+    ],
+)
+def test_the_result_to_derive_is_in_the_solution_not_in_the_copy(untouched, file, result):
+    """The docstrings give the steps as hints; the final formula sits in the fence."""
+    assert result in (LIBRARY / file).read_text()
+    assert result not in (untouched / file).read_text()
 
 
 def test_learner_copy_imports_and_is_the_one_imported(untouched):
@@ -145,11 +299,75 @@ def test_learner_copy_imports_and_is_the_one_imported(untouched):
     assert completed.stdout.strip() == str(untouched / "tinybt" / "__init__.py")
 
 
-def test_check_prints_the_stub_message_and_fails(untouched, capsys):
+def test_check_names_the_copy_prints_the_stub_message_and_fails(untouched, capsys):
     assert exercises.main(["check", "matmul", "--dir", str(untouched)]) == 1
     out = capsys.readouterr().out
+    assert out.startswith(f"checking the learner's copy in {untouched.resolve()}\n")
     assert "not implemented yet: matmul: return (dL/dX, dL/dY)" in out
     assert "matmul: 0 of" in out
+
+
+def test_check_and_solve_refuse_the_library_itself_in_one_line(monkeypatch, capsys):
+    """The library passes every task: checking it would report a learner's work as done."""
+    monkeypatch.chdir(LIBRARY)
+    for command in (["check", "mul"], ["check", "all"], ["solve", str(LIBRARY)]):
+        assert exercises.main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert f"{LIBRARY} is not a learner's copy" in err
+        assert "start my-tinybt`, then run check inside it or with --dir my-tinybt" in err
+
+
+def test_start_marks_the_copy_and_keeps_it_out_of_git(untouched):
+    assert (untouched / exercises.COPY_MARKER).is_file()
+    assert "`../.venv/bin/python`" in (untouched / "README.md").read_text()  # which python
+    assert (untouched / ".gitignore").read_text() == "*\n"
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "my-tinybt/tinybt/ops/elementwise.py"], cwd=LIBRARY
+    )
+    assert ignored.returncode == 0, "the README's copy, my-tinybt, is not in .gitignore"
+
+
+def test_a_marker_that_check_would_not_collect_stops_the_run(tmp_path):
+    """`check` collects only files that spell `pytest.mark.exercise(`: an alias would hide tests."""
+    (tmp_path / "tests").mkdir()
+    shutil.copy(LIBRARY / "tests" / "conftest.py", tmp_path / "tests")
+    (tmp_path / "tests" / "test_alias.py").write_text(
+        'import pytest\n\nexercise = pytest.mark.exercise\n\n\n@exercise("mul")\n'
+        "def test_hidden():\n    pass\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(LIBRARY)},
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == pytest.ExitCode.USAGE_ERROR, completed.stdout
+    assert "test_alias.py::test_hidden is marked exercise('mul') but its file" in completed.stderr
+
+
+def test_check_passes_unknown_options_to_pytest(untouched, capsys):
+    """-v shows pytest's own report; -x stops it at the first failure."""
+    assert exercises.main(["check", "mul", "-v", "--dir", str(untouched), "-x"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"test_ops.py::test_mul_backward\[\S+\] FAILED", out), out
+    assert "mul: 0 of 1 tests pass" in out
+    with pytest.raises(SystemExit):
+        exercises.main(["list", "-v"])
+    assert "unrecognized arguments: -v" in capsys.readouterr().err
+
+
+def test_check_points_at_the_file_and_line_of_an_error(solved, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(solved, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    path = copy / ELEMENTWISE
+    source = path.read_text().replace("grad * self.y, self.x.shape", "grad * y, self.x.shape")
+    path.write_text(source)
+    line = source[: source.index("grad * y,")].count("\n") + 1
+    assert exercises.check("mul", copy) == 1
+    out = capsys.readouterr().out
+    assert f"{ELEMENTWISE}:{line}: NameError: name 'y' is not defined" in out, out
 
 
 def test_start_refuses_a_folder_that_is_not_empty(tmp_path, capsys):

@@ -62,6 +62,7 @@ CONV_CASES = [(1, 0), (1, 1), (2, 0), (2, 1)]
 
 
 # ----- conv2d -----
+@pytest.mark.exercise("conv2d")  # im2col is the learner's: a wrong patch layout shows only here
 @pytest.mark.parametrize("stride, padding", CONV_CASES)
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d_forward_matches_loops(stride, padding, bias):
@@ -109,6 +110,10 @@ def test_conv2d_module_backward(bias):
 
 
 # ----- pooling -----
+# (kernel, stride): overlapping windows, and a 3x2 kernel, which tells KH from KW
+POOL_CASES = [(2, 2), (3, 2), ((3, 2), 1)]
+
+
 def test_maxpool_forward_expected():
     x = Tensor(np.arange(16.0).reshape(1, 1, 4, 4))
     assert_close(MaxPool2d.apply(x, kernel_size=2, stride=2).data, [[[[5, 7], [13, 15]]]])
@@ -116,7 +121,7 @@ def test_maxpool_forward_expected():
 
 
 @pytest.mark.exercise("maxpool")
-@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2)])
+@pytest.mark.parametrize("kernel, stride", POOL_CASES)
 def test_maxpool_backward(kernel, stride):
     assert_gradcheck(
         lambda x: MaxPool2d.apply(x, kernel_size=kernel, stride=stride),
@@ -140,7 +145,7 @@ def test_avgpool_forward_expected():
 
 
 @pytest.mark.exercise("avgpool")
-@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2)])
+@pytest.mark.parametrize("kernel, stride", POOL_CASES)
 def test_avgpool_backward(kernel, stride):
     assert_gradcheck(
         lambda x: AvgPool2d.apply(x, kernel_size=kernel, stride=stride),
@@ -156,7 +161,13 @@ def test_global_avg_pool_forward_and_backward():
     assert_gradcheck(global_avg_pool2d, [x], tol=TOL, what="global avg pool")
 
 
-@pytest.mark.parametrize("module", [nn.MaxPool2d(2), nn.AvgPool2d(3, stride=2)])
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(nn.MaxPool2d(2), marks=pytest.mark.exercise("maxpool")),
+        pytest.param(nn.AvgPool2d(3, stride=2), marks=pytest.mark.exercise("avgpool")),
+    ],
+)
 def test_pool_modules_backward(module):
     assert_gradcheck(module, [distinct(2, 3, 6, 6)], tol=TOL, what=type(module).__name__)
 

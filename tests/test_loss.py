@@ -39,6 +39,7 @@ def test_barlow_twins_loss_backward(n, d, standardized):
     )
 
 
+@pytest.mark.exercise("bt-loss")
 @pytest.mark.parametrize("n, d", SHAPES)
 @pytest.mark.parametrize("standardized", [True, False])
 def test_hand_derived_op_matches_autograd_composition(n, d, standardized):

@@ -9,6 +9,8 @@ The notebooks plot and index NumPy arrays directly, so their kernel always runs 
 backend, whatever TINYBT_BACKEND the rest of the suite uses, and with one BLAS thread (see below).
 """
 
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -20,6 +22,7 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+GETSOURCE = re.compile(r"inspect\.getsource\(([\w.]+)\)")  # e.g. ops.Transpose
 CELL_TIMEOUT = 300  # seconds; a fast notebook takes a few seconds in all
 
 
@@ -47,6 +50,20 @@ def test_every_exercise_is_introduced_by_one_notebook_heading():
         f"tasks without a heading: {sorted(set(TASKS) - set(headings))}; "
         f"headings of unknown tasks: {sorted(set(headings) - set(TASKS))}"
     )
+
+
+def test_no_notebook_prints_the_source_of_an_exercise_solution():
+    """`inspect.getsource(ops.Mul)` before `Exercise mul` would hand the learner the answer."""
+    shown = []
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                shown += [(path.name, name) for name in GETSOURCE.findall(cell.source)]
+    assert shown, "no notebook shows source any more: drop this test"
+    for notebook, name in shown:
+        module, _, attribute = name.rpartition(".")
+        source = inspect.getsource(getattr(importlib.import_module(f"tinybt.{module}"), attribute))
+        assert "# BEGIN SOLUTION" not in source, f"{notebook} prints the solution in {name}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)

@@ -79,6 +79,37 @@ def test_a_backward_returning_the_wrong_shape_is_named():
         Broken.apply(x).backward()
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3])  # with 2 rows zip would pair them with the inputs
+def test_a_backward_returning_a_bare_array_is_told_to_return_a_tuple(rows):
+    class Bare(Function):
+        def forward(self, x, y):
+            return x * y
+
+        def backward(self, grad):
+            return grad * self.inputs[1].data  # wrong: a bare array, not (dx, dy)
+
+    x, y = (Tensor(np.ones((rows, 3)), requires_grad=True) for _ in range(2))
+    message = (
+        r"^Bare.backward returned ndarray for its 2 input\(s\): return a tuple with one "
+        r"gradient per input, e.g. \(dx,\) for one input, \(dx, dy\) for two$"
+    )
+    with pytest.raises(RuntimeError, match=message):
+        Bare.apply(x, y).backward(np.ones((rows, 3)))
+
+
+def test_a_backward_returning_none_for_an_input_that_needs_a_gradient_is_named():
+    class Lazy(Function):
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, grad):
+            return (None,)
+
+    x = Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"Lazy.backward returned None .* shape \(3,\)"):
+        Lazy.apply(x).backward(np.ones(3))
+
+
 def test_item_and_numpy_move_values_to_the_host():
     t = Tensor(np.array([[4.0]]))
     assert t.item() == 4.0

@@ -12,9 +12,11 @@ introduce each task under the heading `Exercise <task-id>`. This program:
     python -m tinybt.exercises solve DIR [--task TASK] put the library's solutions back
 
 In the learner's copy each fenced body is replaced by a `raise NotImplementedError` that
-names the task, so the package still imports and only the unwritten code fails. `check` runs
-pytest on the copy in a subprocess whose import path starts with the copy, so the tests
-import the learner's tinybt rather than the installed one.
+names the task, so the package still imports and only the unwritten code fails. `start` marks
+the copy with a file `.tinybt-copy`, and `check` refuses a folder without it: the library's own
+source would pass every task. `check` runs pytest on the copy in a subprocess whose import path
+starts with the copy, so the tests import the learner's tinybt rather than the installed one;
+options it does not know (`-v`, `-x`, `-k EXPR`) go to pytest, whose own report it then shows.
 """
 
 import argparse
@@ -56,6 +58,12 @@ TASKS = {
 PACKAGE = Path(tinybt.__file__).resolve().parent
 LIBRARY_TESTS = PACKAGE.parent / "tests"
 COMMAND = "python -m tinybt.exercises"
+# `start` writes this file into a learner's copy; `check` and `solve` refuse a folder without it.
+COPY_MARKER = ".tinybt-copy"
+# Every exercise test sits in a test file that spells its marker so: `check` collects only those
+# files, which saves importing the rest (PyTorch, nbformat) on every check; tests/conftest.py
+# stops a run that finds a marker spelled otherwise.
+MARKER_SPELLING = "pytest.mark.exercise("
 
 BEGIN = re.compile(
     r"(?P<indent>[ \t]*)# BEGIN SOLUTION (?P<task>[a-z0-9]+(-[a-z0-9]+)*): (?P<hint>\S.*)"
@@ -77,15 +85,23 @@ A copy of tinybt in which the bodies you are to write raise `NotImplementedError
 between `# BEGIN SOLUTION <task>: <what to implement>` and `# END SOLUTION`; the notebook
 heading `Exercise <task>` introduces it (docs/EXERCISES.md in the repository has the details).
 
+`python` below is the Python of tinybt's virtual environment: `../.venv/bin/python` when this
+folder is `my-tinybt` inside the repository, as the repository's README makes it.
+
 1. `python -m tinybt.exercises list` shows the tasks in order and the files they are in.
 2. Replace the `raise NotImplementedError(...)` line of a task with your code. Keep the
    BEGIN and END lines: they tell the tools where your code is.
 3. `python -m tinybt.exercises check <task>`, run in this folder, runs that task's tests on
-   this copy and says, for a wrong gradient, which input, which entry and by how much.
+   this copy and says, for a wrong gradient, which input, which entry and by how much; for an
+   error in your code, the file and line it came from. Options it does not know go to pytest:
+   `check <task> -v` shows pytest's own report, `check <task> -x` stops at the first failure.
 4. `python -m tinybt.exercises check all` shows your progress through every task.
 
 Stuck? From outside this folder, `python -m tinybt.exercises solve <this folder> --task <task>`
 puts the library's solution of one task back (without `--task`, of every task).
+
+`.tinybt-copy` tells `check` that this folder is a learner's copy; `.gitignore` keeps git from
+tracking it inside the repository (delete it to keep your copy in git of your own).
 """
 
 
@@ -202,16 +218,24 @@ def start(directory):
         replace_bodies(copy, [(fence, [fence.stub()]) for fence in file_fences])
     (directory / "pytest.ini").write_text(PYTEST_INI)
     (directory / "README.md").write_text(README)
+    (directory / COPY_MARKER).write_text(f"a learner's copy of tinybt, by `{COMMAND} start`\n")
+    (directory / ".gitignore").write_text("*\n")  # a copy inside the repository stays out of git
     return fences
 
 
 def learner_root(directory):
-    """`directory`, checked to hold a learner's copy (tinybt/ and tests/)."""
+    """`directory`, checked to hold a learner's copy: tinybt/, tests/ and the mark of `start`."""
     directory = Path(directory).resolve()
     if not (directory / "tinybt" / "__init__.py").is_file() or not (directory / "tests").is_dir():
         raise TinyBTError(
             f"{directory} holds no learner's copy (tinybt/ and tests/): make one "
             f"with `{COMMAND} start DIR`, or point --dir at it"
+        )
+    if not (directory / COPY_MARKER).is_file():
+        raise TinyBTError(
+            f"{directory} is not a learner's copy written by `start` (it has no {COPY_MARKER}; "
+            f"the library itself passes every task): make one with `{COMMAND} start "
+            f"my-tinybt`, then run check inside it or with --dir my-tinybt"
         )
     return directory
 
@@ -258,11 +282,17 @@ class ExerciseResult:
     message: str  # why it failed, as the learner should read it; "" otherwise
 
 
-def run_tests(root, task=None):
+def exercise_test_files(tests):
+    """The test files in `tests` that hold exercise tests (see MARKER_SPELLING)."""
+    return [path for path in sorted(tests.glob("test_*.py")) if MARKER_SPELLING in path.read_text()]
+
+
+def run_tests(root, task=None, pytest_options=(), show=False):
     """Run the exercise tests (only `task`'s if given) of the copy in `root`, one pytest run.
 
     The subprocess starts in `root` with `root` first on PYTHONPATH, so `import tinybt` in
-    the tests finds root/tinybt, not the installed package.
+    the tests finds root/tinybt, not the installed package. `pytest_options` go to pytest as
+    they are; with `show`, pytest's own report is printed.
     """
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.xml"
@@ -270,21 +300,23 @@ def run_tests(root, task=None):
             sys.executable,
             "-m",
             "pytest",
-            str(root / "tests"),
+            *map(str, exercise_test_files(root / "tests")),
             "-m",
             "exercise",
-            "-q",
             "-p",
             "no:cacheprovider",
             "-o",
             "junit_family=xunit1",
             f"--junitxml={report}",
+            *pytest_options,
         ]
         if task is not None:
             command += ["--exercise", task]
         path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}
         completed = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+        if show:
+            print(completed.stdout + completed.stderr)
         if completed.returncode == 5:
             raise TinyBTError(f"no test in {root / 'tests'} is marked exercise({task!r})")
         if completed.returncode not in (0, 1):
@@ -292,7 +324,7 @@ def run_tests(root, task=None):
                 f"pytest could not run the tests in {root / 'tests'}: "
                 f"{pytest_complaint(completed.stdout + completed.stderr)}"
             )
-        return read_report(report)
+        return read_report(report, root)
 
 
 def pytest_complaint(output):
@@ -304,14 +336,16 @@ def pytest_complaint(output):
     return " | ".join(errors or lines[-1:])
 
 
-def read_report(report):
-    """[ExerciseResult] from pytest's JUnit XML; tests/conftest.py records each test's task."""
+def read_report(report, root):
+    """[ExerciseResult] from pytest's JUnit XML of a run in `root`; tests/conftest.py records
+    each test's task."""
     results = []
     for case in ElementTree.parse(report).iter("testcase"):
         task = {p.get("name"): p.get("value") for p in case.iter("property")}.get("exercise")
         problem = case.find("failure") if case.find("failure") is not None else case.find("error")
         if problem is not None:
-            outcome, message = "failed", explain(problem.get("message", ""))
+            outcome = "failed"
+            message = explain(problem.get("message", ""), where(problem.text or "", root))
         else:
             outcome, message = ("skipped" if case.find("skipped") is not None else "passed"), ""
         if task is None and outcome == "skipped":
@@ -322,12 +356,31 @@ def read_report(report):
     return results
 
 
-def explain(message):
-    """A failure as the learner should read it: a NotImplementedError is a stub still there."""
+# A traceback entry in pytest's report: "tinybt/ops/elementwise.py:53: NameError" for the
+# innermost frame, "tinybt/tensor.py:138: in backward" for the others.
+FRAME = re.compile(r"^(?P<path>[^\s:][^:]*\.py):(?P<line>\d+): ", re.MULTILINE)
+
+
+def where(traceback, root):
+    """'tinybt/<file>.py:<line>', the innermost frame of `traceback` in root/tinybt; or ""."""
+    package = root / "tinybt"
+    frames = [
+        f"{(root / frame['path']).resolve().relative_to(root).as_posix()}:{frame['line']}"
+        for frame in FRAME.finditer(traceback)
+        if (root / frame["path"]).resolve().is_relative_to(package)
+    ]
+    return frames[-1] if frames else ""
+
+
+def explain(message, location=""):
+    """A failure as the learner should read it: a NotImplementedError is a stub still there,
+    and any other error names the file and line of the copy's tinybt it came from."""
     kind, _, text = message.partition(": ")
     if kind == "NotImplementedError":
         return f"not implemented yet: {text}"
-    return text if kind == "AssertionError" else message
+    if kind == "AssertionError":
+        return text
+    return f"{location}: {message}" if location else message
 
 
 # ----- the commands -----
@@ -341,11 +394,13 @@ def list_tasks():
         print(f"{number:2d}  {task:<{width}}  {title}\n    {'':<{width}}  in {where}")
 
 
-def check(task, directory):
+def check(task, directory, pytest_options=()):
     """Run one task's tests on the copy and print each result; 0 if all pass."""
     if task not in TASKS:
         raise TinyBTError(f"unknown task {task!r}: `{COMMAND} list` shows the tasks")
-    results = run_tests(learner_root(directory), task)
+    root = learner_root(directory)
+    print(f"checking the learner's copy in {root}")
+    results = run_tests(root, task, pytest_options, show=bool(pytest_options))
     for result in results:
         print(f"  {result.outcome.upper():7s} {result.name}")
         for line in result.message.splitlines()[:6]:
@@ -356,10 +411,11 @@ def check(task, directory):
     return 1 if failed else 0
 
 
-def progress(directory):
+def progress(directory, pytest_options=()):
     """[(task, passed, total, status)] for every task, from one pytest run on the copy."""
     root = learner_root(directory)
-    results = run_tests(root)
+    print(f"checking the learner's copy in {root}")
+    results = run_tests(root, None, pytest_options, show=bool(pytest_options))
     fences = find_fences(root / "tinybt")
     lines = {path: path.read_text().splitlines() for path in by_file(fences)}
     untouched = {
@@ -385,9 +441,9 @@ def progress(directory):
     return rows
 
 
-def check_all(directory):
+def check_all(directory, pytest_options=()):
     """Print the progress table; 0 if every task is done."""
-    rows = progress(directory)
+    rows = progress(directory, pytest_options)
     width = max(map(len, TASKS))
     print(f"     {'task':<{width}}  tests  status")
     for number, (task, passed, total, status) in enumerate(rows, 1):
@@ -407,7 +463,12 @@ def parse_args(argv=None):
     commands.add_parser("list", help="the tasks in order, with the files they are in")
     start_parser = commands.add_parser("start", help="write a learner's copy to DIR")
     start_parser.add_argument("dir", metavar="DIR")
-    check_parser = commands.add_parser("check", help="run a task's tests (or all) on a copy")
+    check_parser = commands.add_parser(
+        "check",
+        help="run a task's tests (or all) on a copy",
+        description="Run a task's tests (or all) on a learner's copy. Options not listed "
+        "here go to pytest, whose own report is then shown: -v, -x, -k EXPR.",
+    )
     check_parser.add_argument("task", metavar="TASK", help="a task id, or 'all'")
     check_parser.add_argument("--dir", default=".", help="the learner's copy (default: here)")
     solve_parser = commands.add_parser(
@@ -415,7 +476,11 @@ def parse_args(argv=None):
     )
     solve_parser.add_argument("dir", metavar="DIR")
     solve_parser.add_argument("--task", help="restore only this task's solution")
-    return parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "check":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.pytest_options = unknown
+    return args
 
 
 def main(argv=None):
@@ -430,7 +495,9 @@ def main(argv=None):
                 f"{args.dir}/README.md, then `{COMMAND} check {next(iter(TASKS))}`"
             )
         elif args.command == "check":
-            return check_all(args.dir) if args.task == "all" else check(args.task, args.dir)
+            if args.task == "all":
+                return check_all(args.dir, args.pytest_options)
+            return check(args.task, args.dir, args.pytest_options)
         else:
             if args.task is not None and args.task not in TASKS:
                 raise TinyBTError(f"unknown task {args.task!r}: `{COMMAND} list` shows the tasks")

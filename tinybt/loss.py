@@ -103,10 +103,10 @@ class BarlowTwinsLoss(Function):
     The op keeps the matrix it computed, `c` (D, D), and its two terms, `on_diagonal` and
     `off_diagonal` (floats): training logs and plots them from here (see `barlow_twins`).
 
-    Backward, from the loss down:
-        dL/dC_ii = -2 (1 - C_ii),   dL/dC_ij = 2 λ C_ij  (i ≠ j)        call it G (D, D)
-        C = Ẑ_aᵀ Ẑ_b / N  =>  dL/dẐ_a = Ẑ_b Gᵀ / N,   dL/dẐ_b = Ẑ_a G / N   (N, D)
-    then through the standardisation of each view (batch norm's backward).
+    Backward, from the loss down: first G = dL/dC (D, D), one entry per term of L (the
+    diagonal and the off-diagonal terms differ); then through the product C = Ẑ_aᵀ Ẑ_b / N
+    to dL/dẐ_a and dL/dẐ_b (N, D), as in MatMul's backward; then through the normalisation
+    of each view, whose op (self.normalise_a, self.normalise_b) has its own backward.
     """
 
     def forward(self, z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
@@ -124,6 +124,9 @@ class BarlowTwinsLoss(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION bt-loss: return (dL/dZ_a, dL/dZ_b) for the Barlow Twins loss
+        # dL/dC_ii = -2 (1 - C_ii),   dL/dC_ij = 2 λ C_ij  (i ≠ j)        call it G (D, D)
+        # C = Ẑ_aᵀ Ẑ_b / N  =>  dL/dẐ_a = Ẑ_b Gᵀ / N,   dL/dẐ_b = Ẑ_a G / N   (N, D)
+        # then back through each view's normalisation, with its op's backward
         xp = get_array_module(self.c)
         n = self.z_a_hat.shape[0]
         dc = 2 * self.lambd * self.c

@@ -145,7 +145,9 @@ class Tensor:
                 tensor.grad = grad.copy() if tensor.grad is None else tensor.grad + grad
                 continue
             fn = tensor._fn
-            for parent, parent_grad in zip(fn.inputs, fn.backward(grad), strict=True):
+            input_grads = fn.backward(grad)
+            _check_grad_count(fn, input_grads)
+            for parent, parent_grad in zip(fn.inputs, input_grads, strict=True):
                 if not parent.requires_grad:
                     continue
                 _check_grad_shape(fn, parent, parent_grad)
@@ -250,7 +252,24 @@ def topological_order(root):
     return order
 
 
+def _check_grad_count(fn, grads):
+    """A backward returns a tuple with one gradient per input: a bare array is refused by name
+    (zip would otherwise pair its rows with the inputs)."""
+    count = len(fn.inputs)
+    if not isinstance(grads, tuple) or len(grads) != count:
+        got = f"a tuple of {len(grads)}" if isinstance(grads, tuple) else type(grads).__name__
+        raise RuntimeError(
+            f"{type(fn).__name__}.backward returned {got} for its {count} input(s): return a "
+            f"tuple with one gradient per input, e.g. (dx,) for one input, (dx, dy) for two"
+        )
+
+
 def _check_grad_shape(fn, parent, grad):
+    if getattr(grad, "shape", None) is None:
+        raise RuntimeError(
+            f"{type(fn).__name__}.backward returned {grad!r} as the gradient of an input "
+            f"that needs one: return an array of the input's shape {parent.shape}"
+        )
     if grad.shape != parent.shape:
         raise RuntimeError(
             f"{type(fn).__name__}.backward returned a gradient of shape {grad.shape} "

@@ -42,8 +42,9 @@ class BatchStandardize(Function):
     Backward. Write g = dL/dx̂, σ̂ = sqrt(σ² + eps), and means over the m values of a feature.
     x_k moves x̂_k directly and every x̂_l through μ and σ̂:
         dμ/dx_k = 1/m,   dσ²/dx_k = 2 (x_k - μ) / m,   so dσ̂/dx_k = x̂_k / m
-        dx̂_l/dx_k = (δ_lk - 1/m) / σ̂ - (x_l - μ) / σ̂² · x̂_k / m = (δ_lk - 1/m - x̂_l x̂_k / m) / σ̂
-        dL/dx_k = Σ_l g_l dx̂_l/dx_k = (g_k - mean(g) - x̂_k mean(g ⊙ x̂)) / σ̂
+    Differentiate x̂_l = (x_l - μ) / σ̂ by the quotient rule (δ_lk is 1 when l = k, else 0),
+    then sum dL/dx_k = Σ_l g_l dx̂_l/dx_k and write its sums over l as means: a few
+    feature_means of arrays of x's shape, no (m, m) matrix.
     """
 
     def forward(self, x, eps=1e-5):
@@ -68,6 +69,9 @@ class BatchStandardize(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION batchnorm: return (dL/dx,) for x_hat = (x - mean) / sqrt(var + eps)
+        # dx̂_l/dx_k = (δ_lk - 1/m) / σ̂ - (x_l - μ) / σ̂² · x̂_k / m
+        #           = (δ_lk - 1/m - x̂_l x̂_k / m) / σ̂,   so
+        # dL/dx_k = Σ_l g_l dx̂_l/dx_k = (g_k - mean(g) - x̂_k mean(g ⊙ x̂)) / σ̂
         mean_grad = feature_mean(grad)
         mean_grad_x_hat = feature_mean(grad, self.x_hat)
         return (self.inv_std * (grad - mean_grad - self.x_hat * mean_grad_x_hat),)
