@@ -130,6 +130,24 @@ PLANTED = {
             ("tinybt/loss.py", "return dz_a, dz_b", "return dz_a_hat, dz_b_hat"),
         ],
     },
+    "nt-xent": {
+        "the similarity matrix taken as symmetric in its gradient": [
+            (
+                "tinybt/methods/simclr.py",
+                "du = (g + g.T) @ self.u / self.temperature",
+                "du = 2 * g @ self.u / self.temperature",
+            ),
+        ],
+    },
+    "vicreg": {
+        "the hinge's mask left out of the variance term": [
+            (
+                "tinybt/methods/vicreg.py",
+                "d_std = -std_coeff / (2 * d) * (std < self.gamma)",
+                "d_std = -std_coeff / (2 * d)",
+            ),
+        ],
+    },
 }
 
 

@@ -1,7 +1,9 @@
-"""Elementwise ops with NumPy broadcasting, and `unbroadcast`, which every backward uses.
+"""Elementwise ops with NumPy broadcasting, and `unbroadcast`, which undoes it in a backward.
 
 Broadcasting copies an input along new or size-1 axes; the chain rule then sums the gradient
-over those copies. `unbroadcast(grad, shape)` is that sum.
+over those copies. `unbroadcast(grad, shape)` is that sum. The two ops that broadcast, Add and
+Mul, call it (subtraction and division are built from them); the one-input ops keep their
+input's shape and do not need it.
 """
 
 from tinybt.backend import get_array_module
