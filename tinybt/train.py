@@ -18,6 +18,7 @@ Files written to --out (default runs/<preset>):
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -52,7 +53,8 @@ class Config:
     data_dir: str = "data"  # folder, or a CIFAR-10 .tar.gz
     download: bool = False  # cifar10: fetch the official archive into data_dir if missing
     train_size: int = 0  # use only the first N training images (0: all)
-    backend: str = "numpy"
+    # numpy | cupy | strict; by default TINYBT_BACKEND, as for everything else
+    backend: str = field(default_factory=lambda: os.environ.get("TINYBT_BACKEND", "numpy"))
     seed: int = 0
     epochs: int = 20
     batch_size: int = 128
