@@ -101,6 +101,13 @@ def to_host(array):
     return numpy.asarray(array)
 
 
+def synchronize():
+    """Wait until the GPU has run every kernel queued so far, so that a timer around a step
+    measures the step (CuPy launches kernels and returns at once); on the host, a no-op."""
+    if _module is not None and _module.__name__ == "cupy":
+        _module.cuda.Device().synchronize()
+
+
 def scatter_add(target, indices, values):
     """target[indices] += values, adding repeated indices as many times as they appear.
 
