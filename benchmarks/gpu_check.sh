@@ -22,6 +22,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # tinybt from this checkout, 
 PYTHON=${PYTHON:-python3}
 ARCHIVE=${ARCHIVE:-data/gpu-carry/cifar-10-python-subset.tar.gz}
 RUN=$(mktemp -d)/cifar10-subset  # the run's checkpoint and figures stay off $OUT (8 files back)
+trap 'rm -rf "${RUN%/*}"' EXIT
 if [ "${QUICK:-0}" = 1 ]; then  # small sizes, to check the script itself on a CPU
     TRAIN="--epochs 1 --train-size 256 --batch-size 64 --snapshot-size 64"
     PROBE=5 AGREE_BATCH=16 SPEED="--batch-sizes 16 32 --repeats 1 --rounds 1" SUITE="not slow"
