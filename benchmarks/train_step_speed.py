@@ -1,4 +1,4 @@
-"""Time one full Barlow Twins training step, tinybt against PyTorch on the same CPU.
+"""Time one full Barlow Twins training step, tinybt against PyTorch on the same CPU or GPU.
 
 A step is: two views (N, 3, 32, 32) -> encoder + projector, twice -> loss -> backward -> Adam.
 The views are made once beforehand, so only the network and the optimiser are timed (the
@@ -13,8 +13,14 @@ malloc to reuse freed memory, as training does (tinybt.backend.reuse_freed_memor
 holds for PyTorch too, which it also speeds up at large batches.
 
     python benchmarks/train_step_speed.py [--batch-sizes 128 256] [--repeats 5] [--profile]
+    python benchmarks/train_step_speed.py --backend cupy --batch-sizes 256 1024 --op-times
 
-Prints the median milliseconds per step of each, and the ratio tinybt / torch.
+Prints the median milliseconds per step of each, and the ratio tinybt / torch. With
+`--backend cupy` the reference is PyTorch on the GPU (float32, `cudnn.benchmark` on), and both
+sides wait for the GPU after each step (`backend.synchronize()`, `torch.cuda.synchronize()`),
+since both only queue kernels. `--profile` shows where tinybt's host time goes (cProfile, for
+NumPy); `--op-times` times each op's forward and backward, im2col and col2im and the optimiser
+apart, waiting for the device around each: on a GPU, where the time goes.
 """
 
 import argparse
@@ -22,13 +28,15 @@ import cProfile
 import pstats
 import statistics
 import time
+from collections import defaultdict
 
 import numpy as np
 
-from tinybt import backend
+from tinybt import backend, tensor
 from tinybt.loss import LAMBDA
 from tinybt.model import BarlowTwins
-from tinybt.optim import Adam
+from tinybt.ops import conv
+from tinybt.optim import Adam, Optimizer
 from tinybt.recipe import train_step
 
 WIDTHS, STRIDES, PROJECTOR = (32, 64, 128, 256), (1, 2, 2, 2), (512, 512, 512)
@@ -40,21 +48,26 @@ def tinybt_step(batch_size):
     rng = np.random.default_rng(0)
     model = BarlowTwins(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)
     optimizer = Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
-    views = [rng.standard_normal((batch_size, 3, 32, 32)).astype(np.float32) for _ in range(2)]
+    shape = (batch_size, 3, 32, 32)
+    views = [backend.to_device(rng.standard_normal(shape, np.float32)) for _ in range(2)]
 
     def step():
         train_step(model, optimizer, *views, lambd=LAMBDA, standardize=True)
+        backend.synchronize()
 
     return step
 
 
-def torch_step(batch_size):
+def torch_step(batch_size, on_gpu):
     """The same step in PyTorch (the official loss), or None where torch is not installed."""
     try:
         import torch
     except ImportError:
         return None
     from torch import nn
+
+    device = "cuda" if on_gpu else "cpu"
+    torch.backends.cudnn.benchmark = True  # let cuDNN pick its fastest convolutions
 
     layers, channels = [], 3
     for width, stride in zip(WIDTHS, STRIDES, strict=True):
@@ -69,10 +82,10 @@ def torch_step(batch_size):
     for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
         layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU()]
     layers.append(nn.Linear(sizes[-2], sizes[-1], bias=False))
-    model = nn.Sequential(*layers)
-    normalise = nn.BatchNorm1d(PROJECTOR[-1], affine=False)
+    model = nn.Sequential(*layers).to(device)
+    normalise = nn.BatchNorm1d(PROJECTOR[-1], affine=False).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
-    views = [torch.randn(batch_size, 3, 32, 32) for _ in range(2)]
+    views = [torch.randn(batch_size, 3, 32, 32, device=device) for _ in range(2)]
 
     def step():
         z_a, z_b = normalise(model(views[0])), normalise(model(views[1]))
@@ -83,6 +96,8 @@ def torch_step(batch_size):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if on_gpu:
+            torch.cuda.synchronize()
 
     return step
 
@@ -98,17 +113,64 @@ def time_block(step, repeats):
     return times
 
 
+def op_times(batch_size, steps=3):
+    """Milliseconds per step in each op's forward and backward, in im2col and col2im (inside
+    conv2d's) and in the optimiser, waiting for the device before and after each."""
+    totals = defaultdict(float)
+
+    def timed(label, function):
+        def run(*args, **kwargs):
+            backend.synchronize()
+            start = time.perf_counter()
+            result = function(*args, **kwargs)
+            backend.synchronize()
+            totals[label] += time.perf_counter() - start
+            return result
+
+        return run
+
+    patched = [(conv, "im2col"), (conv, "col2im"), (Optimizer, "step")]
+    pending = list(tensor.Function.__subclasses__())
+    while pending:
+        op = pending.pop()
+        pending += op.__subclasses__()
+        patched += [(op, "forward"), (op, "backward")]
+    originals = [(owner, name, vars(owner)[name]) for owner, name in patched if name in vars(owner)]
+    for owner, name, function in originals:
+        setattr(owner, name, timed(f"{owner.__name__.split('.')[-1]}.{name}", function))
+    step = tinybt_step(batch_size)
+    step()
+    totals.clear()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    whole = (time.perf_counter() - start) / steps
+    for owner, name, function in originals:
+        setattr(owner, name, function)
+    print(f"batch {batch_size}, each op timed alone: {1000 * whole:.1f} ms/step")
+    print("  (Conv2d's forward and backward include im2col and col2im)")
+    for label, seconds in sorted(totals.items(), key=lambda item: -item[1])[:15]:
+        print(
+            f"  {label:28s} {1000 * seconds / steps:8.2f} ms  {100 * seconds / steps / whole:5.1f}%"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per block")
     parser.add_argument("--rounds", type=int, default=2, help="blocks of each library, in turn")
     parser.add_argument("--profile", action="store_true", help="where tinybt's time goes")
+    parser.add_argument("--op-times", action="store_true", help="time per op, device-synced")
+    parser.add_argument("--backend", choices=backend.BACKENDS, default="numpy")
     args = parser.parse_args()
+    backend.set_backend(args.backend)
+    on_gpu = args.backend == "cupy"
+    print(f"tinybt on {args.backend}, torch on {'cuda' if on_gpu else 'cpu'}")
     reused = backend.reuse_freed_memory()
     print(f"malloc reuses freed memory: {'yes' if reused else 'no (not glibc)'}")
     for batch_size in args.batch_sizes:
-        ours, reference = tinybt_step(batch_size), torch_step(batch_size)
+        ours, reference = tinybt_step(batch_size), torch_step(batch_size, on_gpu)
         our_times, their_times = [], []
         for _ in range(args.rounds):
             our_times += time_block(ours, args.repeats)
@@ -128,6 +190,9 @@ def main():
         profiler = cProfile.Profile()
         profiler.runcall(step)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    if args.op_times:
+        for batch_size in args.batch_sizes:
+            op_times(batch_size)
 
 
 if __name__ == "__main__":

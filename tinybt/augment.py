@@ -51,7 +51,7 @@ def normalize(images, mean, std):
 
 def to_channels_first(images):
     """(N, H, W, 3) -> (N, 3, H, W), contiguous, the layout of the convolutions."""
-    return backend.xp().ascontiguousarray(images.transpose(0, 3, 1, 2))
+    return backend.get_array_module(images).ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
 def to_model_input(images, mean, std):
@@ -151,7 +151,7 @@ def resized_crop(images, top, left, box_height, box_width, size):
     the output; a box much larger than the output would alias, as torch's resize does without
     antialias.
     """
-    xp = backend.xp()
+    xp = backend.get_array_module(images)
     count, height, width, _ = images.shape
     y = _sample_positions(top, box_height, size, height)
     x = _sample_positions(left, box_width, size, width)
@@ -208,7 +208,7 @@ def luma(images):
 
 def grayscale(images):
     """Every channel replaced by the luma, as PIL's convert("L"): (N, H, W, 3)."""
-    return backend.xp().repeat(luma(images), 3, axis=-1)
+    return backend.get_array_module(images).repeat(luma(images), 3, axis=-1)
 
 
 def _blend(images, other, factor):
@@ -216,7 +216,9 @@ def _blend(images, other, factor):
 
     factor 0 gives `other`, 1 the image unchanged, above 1 pushes the image further away.
     """
-    return backend.xp().clip(other + _per_sample(factor) * (images - other), 0, 1)
+    return backend.get_array_module(images).clip(
+        other + _per_sample(factor) * (images - other), 0, 1
+    )
 
 
 def adjust_brightness(images, factor):
@@ -244,7 +246,7 @@ def adjust_hue(images, shift):
     """Rotate each pixel's hue by `shift` (N,) turns, in [-0.5, 0.5]; saturation and value stay."""
     hsv = rgb_to_hsv(images)
     hue = _turns(hsv[..., 0:1] + _per_sample(shift))
-    return hsv_to_rgb(backend.xp().concatenate([hue, hsv[..., 1:]], axis=-1))
+    return hsv_to_rgb(backend.get_array_module(hsv).concatenate([hue, hsv[..., 1:]], axis=-1))
 
 
 def rgb_to_hsv(images):
@@ -254,7 +256,7 @@ def rgb_to_hsv(images):
     on the colour hexagon: (G - B) / C when R is the largest, 2 + (B - R) / C when G is,
     4 + (R - G) / C when B is, in sixths of a turn. Greys (C = 0) get hue 0.
     """
-    xp = backend.xp()
+    xp = backend.get_array_module(images)
     red, green, blue = images[..., 0], images[..., 1], images[..., 2]
     value = xp.maximum(xp.maximum(red, green), blue)
     chroma = value - xp.minimum(xp.minimum(red, green), blue)
@@ -275,7 +277,7 @@ def hsv_to_rgb(hsv):
     Channel c = V - V S clip(min(k, 4 - k), 0, 1) with k = (n + 6 H) mod 6, n = 5, 3, 1 for
     R, G, B: each channel is a trapezoid wave of the hue, offset by a third of a turn.
     """
-    xp = backend.xp()
+    xp = backend.get_array_module(hsv)
     hue, saturation, value = hsv[..., 0:1], hsv[..., 1:2], hsv[..., 2:3]
     k = 6 * _turns((backend.to_device([5, 3, 1], dtype="float32") + 6 * hue) / 6)  # mod 6
     return value - value * saturation * xp.clip(xp.minimum(k, 4 - k), 0, 1)
@@ -284,7 +286,7 @@ def hsv_to_rgb(hsv):
 def _turns(angle):
     """`angle % 1`, the fraction of a turn in [0, 1), as angle - floor(angle): the same number,
     several times faster than NumPy's float remainder."""
-    return angle - backend.xp().floor(angle)
+    return angle - backend.get_array_module(angle).floor(angle)
 
 
 JITTERS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
@@ -425,7 +427,7 @@ def gaussian_blur(images, rng, p=1.0, sigma=(0.1, 2.0), kernel_size=13):
 
 def solarize(images):
     """Pixels at or above 1/2 inverted, x -> 1 - x: PIL's ImageOps.solarize(threshold=128)."""
-    return backend.xp().where(images >= 0.5, 1 - images, images)
+    return backend.get_array_module(images).where(images >= 0.5, 1 - images, images)
 
 
 def random_solarize(images, rng, p=0.2):

@@ -1,9 +1,15 @@
-"""Which array library holds the numbers: NumPy on the CPU or CuPy on an NVIDIA GPU.
+"""Which array library holds the numbers: NumPy on the CPU, CuPy on an NVIDIA GPU, or `strict`.
 
 CuPy mirrors NumPy's API, so every op is written once against a module called `xp` and runs on
 either. This is the only file that imports cupy. The choice comes from, in order: an explicit
 `set_backend("cupy")` (what `--backend` calls), the environment variable `TINYBT_BACKEND`, and
-otherwise NumPy.
+otherwise NumPy. `strict` is NumPy whose arrays refuse every implicit host/device conversion
+that CuPy refuses (`tinybt/strict.py`): running on it checks code for the GPU on any CPU.
+
+One rule picks the array module: a function given arrays uses their module,
+`get_array_module(array)`; a function that makes arrays from nothing (zeros, constants, a
+Tensor from a list) uses `xp()`, the backend in use. Host data (NumPy arrays, lists) crosses
+only through `to_device`, and device arrays come back only through `to_host`.
 
 Random numbers are always drawn on the host with NumPy's generator and then moved to the
 device: the arrays drawn are small (weights, per-sample augmentation parameters), and a seed
@@ -18,9 +24,10 @@ import sys
 
 import numpy
 
+from tinybt import strict
 from tinybt.errors import TinyBTError
 
-BACKENDS = ("numpy", "cupy")
+BACKENDS = ("numpy", "cupy", "strict")
 
 
 class BackendError(TinyBTError):
@@ -31,26 +38,28 @@ _module = None  # the array module in use, chosen on first use
 
 
 def set_backend(name):
-    """Use `name` ("numpy" or "cupy") for every array created from now on."""
+    """Use `name` ("numpy", "cupy" or "strict") for every array created from now on."""
     global _module
     _module = _load(name)
 
 
 def xp():
-    """The array module in use: `numpy` or `cupy`."""
+    """The array module in use: `numpy`, `cupy` or strict's stand-in for cupy."""
     if _module is None:
         set_backend(os.environ.get("TINYBT_BACKEND", "numpy"))
     return _module
 
 
 def backend_name():
-    """ "numpy" or "cupy"."""
+    """ "numpy", "cupy" or "strict"."""
     return xp().__name__
 
 
 def _load(name):
     if name == "numpy":
         return numpy
+    if name == "strict":
+        return strict.numpy_on_device
     if name != "cupy":
         raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
     try:
@@ -70,10 +79,12 @@ def _load(name):
 
 
 def get_array_module(array):
-    """The module (numpy or cupy) that owns `array`; lets an op follow its inputs."""
-    if isinstance(array, numpy.ndarray) or numpy.isscalar(array) or _module is numpy:
-        return numpy
-    return _module
+    """The module (numpy, cupy or strict's) that owns `array`; lets an op follow its inputs."""
+    if isinstance(array, strict.DeviceArray):
+        return strict.numpy_on_device
+    if hasattr(array, "__cuda_array_interface__"):  # only a loaded cupy makes such arrays
+        return _module
+    return numpy
 
 
 def to_device(array, dtype=None):
@@ -85,7 +96,16 @@ def to_host(array):
     """`array` as a NumPy array, for printing, plotting and saving."""
     if hasattr(array, "__cuda_array_interface__"):  # a CuPy array: copy it off the GPU
         return array.get()
+    if isinstance(array, strict.DeviceArray):  # a copy too, as from a GPU
+        return array._array.copy()
     return numpy.asarray(array)
+
+
+def synchronize():
+    """Wait until the GPU has run every kernel queued so far, so that a timer around a step
+    measures the step (CuPy launches kernels and returns at once); on the host, a no-op."""
+    if _module is not None and _module.__name__ == "cupy":
+        _module.cuda.Device().synchronize()
 
 
 def scatter_add(target, indices, values):
@@ -96,6 +116,8 @@ def scatter_add(target, indices, values):
     """
     if isinstance(target, numpy.ndarray):
         numpy.add.at(target, indices, values)
+    elif isinstance(target, strict.DeviceArray):  # takes host indices and values, as cupyx does
+        numpy.add.at(target._array, *strict.unwrap((indices, values), allow_host=True))
     else:
         import cupyx
 

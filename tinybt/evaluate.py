@@ -6,6 +6,7 @@ random initialisation (see tinybt/probe.py for what the two measure).
 """
 
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,8 @@ from tinybt.recipe import Config, build_model, evaluate_run, load_split, validat
 
 def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100, log=print):
     """evaluate_run on the run whose folder (or checkpoint.npz) is `path`; `backend_name`
-    and `data_dir`, if given, replace the stored ones (another machine, a moved dataset)."""
+    and `data_dir`, if given, replace the stored ones (another machine, a moved dataset). The
+    backend is, in order: `backend_name`, TINYBT_BACKEND, the run's own."""
     if probe_epochs < 1:
         raise TinyBTError(f"--probe-epochs must be at least 1, got {probe_epochs}")
     path = Path(path)
@@ -30,9 +32,8 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
         raise TinyBTError(
             f"{checkpoint} was written by another version of tinybt: evaluate it with that one"
         ) from None
-    config = replace(
-        config, backend=backend_name or config.backend, data_dir=data_dir or config.data_dir
-    )
+    backend_name = backend_name or os.environ.get("TINYBT_BACKEND") or config.backend
+    config = replace(config, backend=backend_name, data_dir=data_dir or config.data_dir)
     validate(config)
     backend.set_backend(config.backend)
     backend.reuse_freed_memory()

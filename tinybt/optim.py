@@ -38,7 +38,9 @@ class Optimizer:
         """The state array `name` of parameter i, created as zeros on first use."""
         buffers = self.state.setdefault(name, [None] * len(self.params))
         if buffers[i] is None:
-            buffers[i] = backend.xp().zeros_like(self.params[i].data)
+            buffers[i] = backend.get_array_module(self.params[i].data).zeros_like(
+                self.params[i].data
+            )
         return buffers[i]
 
     def state_dict(self):

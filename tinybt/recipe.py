@@ -11,6 +11,7 @@ One training step (`train_step`) is the whole method:
 """
 
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -28,10 +29,18 @@ AUGMENTATIONS = {"cifar": augment.cifar, "paper": augment.paper}
 
 
 def option(default, help):
-    """A field of Config with its one line of help (the command line shows it)."""
+    """A field of Config with its one line of help (the command line shows it). A function
+    as `default` is called for each new Config."""
+    if callable(default):
+        return field(default_factory=default, metadata={"help": help})
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
+
+
+def backend_in_use():
+    """The backend named by TINYBT_BACKEND, else numpy: a run follows it like everything else."""
+    return os.environ.get("TINYBT_BACKEND", "numpy")
 
 
 @dataclass
@@ -43,7 +52,10 @@ class Config:
     data_dir: str = option("data", "the dataset's folder, or a CIFAR-10 .tar.gz archive")
     download: bool = option(False, "cifar10: download the official archive if it is missing")
     train_size: int = option(0, "train on the first N training images only (0: all of them)")
-    backend: str = option("numpy", "array library: numpy (CPU) or cupy (NVIDIA GPU)")
+    backend: str = option(
+        backend_in_use,
+        "numpy (CPU), cupy (NVIDIA GPU) or strict (NumPy that refuses what CuPy does)",
+    )
     seed: int = option(0, "seeds the network, the data order and every augmentation")
     epochs: int = option(20, "passes over the training images")
     batch_size: int = option(128, "images per step (the loss standardises over the batch)")
