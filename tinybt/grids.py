@@ -168,11 +168,13 @@ def read_results(path):
 def run_grid(name, root, fast=False, only=None, dry_run=False, log=print, **data):
     """Train every run of grid `name` that no results line and no other process claims.
 
-    only: run names to restrict it to. dry_run: only say what would run. data: shapes_dir
+    only: run names to restrict it to. dry_run: only say what would run. log: where progress
+    lines go (None: nowhere). data: shapes_dir
     and cifar, as `grid` takes them. Returns the names of the runs this call finished (or,
     with dry_run, would start).
     """
     runs = grid(name, fast, **data)
+    log = log or (lambda *_: None)
     unknown = sorted(set(only or ()) - set(runs))
     if unknown:
         raise TinyBTError(
