@@ -23,7 +23,8 @@ def parse_args(argv=None):
     shapes = Config.preset("shapes")
     parser = OneLineArgumentParser(
         prog="python -m tinybt.train",
-        description="Train Barlow Twins. A preset sets every option; flags given after it win. "
+        description="Train Barlow Twins (or --method byol, simclr, vicreg). A preset sets every "
+        "option; flags given after it win. "
         "Defaults shown are the shapes preset's.",
     )
     parser.add_argument(
