@@ -12,6 +12,7 @@ from tinybt.augment import shuffle_pixels
 from tinybt.checkpoint import load_checkpoint
 from tinybt.evaluate import evaluate_checkpoint
 from tinybt.methods.byol import ema_tau
+from tinybt.methods.objectives import OBJECTIVES
 from tinybt.model import WithTarget
 from tinybt.recipe import (
     Config,
@@ -22,6 +23,7 @@ from tinybt.recipe import (
     train_step,
 )
 from tinybt.run import train
+from tinybt.tensor import Tensor
 
 # (name, Config changes): every method, and the EMA variants of claim 5
 VARIANTS = [
@@ -169,3 +171,16 @@ def test_shuffled_pixels_shuffle_both_splits_alike(tmp_path):
         expected = shuffle_pixels(original, np.random.default_rng([config.seed, 3]))
         assert np.array_equal(load_split(config, split).images, expected)
         assert not np.array_equal(expected, original)
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_every_objective_keeps_the_networks_float32(tmp_path, name):
+    """A float64 gradient from a loss would run the whole backward pass in float64 (VICReg's
+    variance hinge once did: a bool mask times a Python float is float64), twice as slow."""
+    method, _, ema = name.partition("+")
+    config = tiny_config(tmp_path, method=method, ema=bool(ema))
+    model = build_model(config)
+    views = np.random.default_rng(2).standard_normal((2, 8, 3, 32, 32)).astype(np.float32)
+    loss, _ = build_objective(config)(model, *(Tensor(v) for v in views))
+    loss.backward()
+    assert {p.grad.dtype for p in model.parameters()} == {np.dtype(np.float32)}
