@@ -2,36 +2,42 @@
 them so that a grid can stop and resume across sessions and run in several processes at once.
 
     methods        (a) the four methods, and Barlow Twins without standardisation (claims 1
-                   and 6), on the CIFAR-10 subset with the cifar10 preset's encoder and
-                   augmentations, the same budget for each, seeds 0 and 1
+                   and 6), on the CIFAR-10 subset with the cifar10 preset's encoder,
+                   projector and augmentations, the same budget for each, seeds 0 and 1
     augmentations  (b) all augmentations / no colour jitter / no grayscale / crop and flip
-                   only, for each method (claim 2), shapes, seeds 0 and 1
-    dimension      (c) projector output D = 16 ... 2048 for Barlow Twins (λ = 0.0051 and
-                   λ = 1/D), Barlow Twins --ema, BYOL and VICReg (claims 4 and 5), shapes
-    shuffle        (d) pixels shuffled, with and without colour distortion, for each method
-                   (claim 3; the real-image reference is (b)'s "all"), shapes, seeds 0 and 1
+                   only, for each method (claim 2), shapes; seeds 0 and 1 for "all" and
+                   "crop and flip only" (the two the verdict compares), seed 0 for the others
+    dimension      (c) projector output D = 16, 64, 256, 1024, 2048 (hidden layers 256) for
+                   Barlow Twins (λ = 0.0051 and λ = 1/D), Barlow Twins --ema, BYOL and
+                   VICReg (claims 4 and 5), shapes, seed 0
+    shuffle        (d) pixels shuffled (--shuffle-pixels), with colour jitter and with no
+                   colour distortion, for each method (claim 3; the real-image reference is
+                   (b)'s "all"), shapes, seeds 0 and 1
 
 The budget: the whole set in about two hours on a 2-core CPU, as two processes with one BLAS
-thread each (`OPENBLAS_NUM_THREADS=1`), so 2 x 7,200 = 14,400 process-seconds. Measured with
-one thread on a shared 2-core machine (issue 13's notes): a CIFAR-subset epoch of the cifar10
-preset takes about 40 s for Barlow Twins, SimCLR and VICReg and 50 s for BYOL (its target's
-forward); evaluation (kNN and linear probe, learned and random) about 30 s. A shapes epoch of
-the shapes preset about 9 s (BYOL 11 s), evaluation about 20 s.
+thread each, so 2 x 7,200 = 14,400 process-seconds. Measured with one thread on a shared
+2-core machine: an epoch of the CIFAR-10 subset (5,170 images, the cifar10 preset) takes
+about 21 s for Barlow Twins, 20 s for SimCLR, 22 s for VICReg, 26 s for BYOL (the target's
+forward), and evaluating a run (kNN and linear probe, learned and random encoders) about 25 s;
+an epoch of the shapes preset (5,000 images) about 5 s for Barlow Twins, SimCLR and VICReg,
+7 s for BYOL and --ema, 9-16 s at D = 2048, and evaluation about 5 s.
 
-    methods        10 runs x (12 epochs x ~42 s + 30 s)              ~ 5,300 s
-    augmentations  16 runs x 2 seeds x (12 epochs x ~9.5 s + 20 s)   ~ 4,300 s
-    dimension      25 runs x (12 epochs x ~11 s + 20 s)              ~ 3,800 s  (D = 2048 costs
-                                                                    about twice D = 256)
-    shuffle        8 runs x 2 seeds x (12 epochs x ~9.5 s + 20 s)    ~ 2,150 s
-                                                                   = ~15,500 s, ~2 h 10 min
+    methods        10 runs x (15 epochs x ~22 s + 25 s)    ~ 3,550 s
+    augmentations  24 runs x (20 epochs x ~5.8 s + 5 s)    ~ 2,900 s
+    dimension      25 runs x (20 epochs x ~8 s + 5 s)      ~ 4,100 s
+    shuffle        16 runs x (20 epochs x ~5.8 s + 5 s)    ~ 1,950 s
+                                                           = ~12,500 s: 1 h 45 min as two
+                                                           processes, the rest a margin for
+                                                           a busier machine
 
-What was cut to fit: the cifar10 preset trains 100 epochs, the grid 12 (so the accuracies are
-those of short runs, and the verdicts are about short runs); the sweeps run on the shapes data
-(5,000 images of 5 shapes, colour a label-independent nuisance) for 12 of the shapes preset's
-50 epochs; the dimension sweep has one seed (its verdicts read the trend over five D, not one
-difference); the paper's projector of 8192 is out of reach (the sweep stops at 2048); the EMA
+What was cut to fit: the cifar10 preset trains 100 epochs, the methods grid 15 (the verdicts
+are about short runs: BYOL in particular is known to need long training); the sweeps run on
+the shapes data (colour a label-independent nuisance) for 20 of the shapes preset's 50
+epochs; the dimension sweep has one seed (its verdicts read the trend over five D, not one
+difference), varies only the last layer (the paper widens the whole projector) and stops at
+2048 (the paper goes to 16,384); "no colour jitter" and "no grayscale" have one seed; the EMA
 rate starts at τ_base = 0.99 (solo-learn's CIFAR value) rather than BYOL's 0.996, which suits
-hundreds of thousands of steps, not a thousand.
+hundreds of thousands of steps, not the grids' 600 to 1,600.
 
 `--fast` (tests, notebook 10's fast configuration): the tiny preset, 1 epoch, a few runs per
 grid, the same names and tags, so that everything downstream runs in seconds.
