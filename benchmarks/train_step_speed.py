@@ -29,11 +29,13 @@ import pstats
 import statistics
 import time
 from collections import defaultdict
+from functools import partial
 
 import numpy as np
 
 from tinybt import backend, tensor
 from tinybt.loss import LAMBDA
+from tinybt.methods.objectives import barlow_twins_objective
 from tinybt.model import BarlowTwins
 from tinybt.ops import conv
 from tinybt.optim import Adam, Optimizer
@@ -48,11 +50,12 @@ def tinybt_step(batch_size):
     rng = np.random.default_rng(0)
     model = BarlowTwins(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)
     optimizer = Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
+    objective = partial(barlow_twins_objective, lambd=LAMBDA, standardize=True)
     shape = (batch_size, 3, 32, 32)
     views = [backend.to_device(rng.standard_normal(shape, np.float32)) for _ in range(2)]
 
     def step():
-        train_step(model, optimizer, *views, lambd=LAMBDA, standardize=True)
+        train_step(model, optimizer, *views, objective)
         backend.synchronize()
 
     return step

@@ -11,7 +11,7 @@ from pathlib import Path
 import tinybt
 
 PACKAGE = Path(tinybt.__file__).resolve().parent
-PROGRAMS = {"tinybt.train", "tinybt.evaluate", "tinybt.exercises"}
+PROGRAMS = {"tinybt.train", "tinybt.evaluate", "tinybt.exercises", "tinybt.experiments"}
 ALLOWED_CIRCLE = {"tinybt.tensor", "tinybt.ops"}
 
 

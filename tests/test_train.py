@@ -10,21 +10,14 @@ import numpy as np
 import pytest
 
 from tinybt import backend
-from tinybt import train as train_module
+from tinybt import run as run_module
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
 from tinybt.loss import cross_correlation
 from tinybt.recipe import Config, build_model, evaluate_run, first_images, load_split
+from tinybt.run import Run, read_metrics, snapshot_steps, train
 from tinybt.tensor import Tensor, no_grad
-from tinybt.train import (
-    Run,
-    config_from_args,
-    main,
-    parse_args,
-    read_metrics,
-    snapshot_steps,
-    train,
-)
+from tinybt.train import config_from_args, main, parse_args
 
 
 def tiny_config(tmp_path, **changes):
@@ -93,7 +86,7 @@ def test_interrupted_run_resumes_to_the_same_losses(tmp_path, monkeypatch):
     reference = losses(train(tiny_config(tmp_path / "whole"), progress=False, log=lambda *_: None))
 
     # Ctrl-C in the middle of the first epoch (step 3 of 8): a real SIGINT to this process.
-    real_step, calls = train_module.train_step, []
+    real_step, calls = run_module.train_step, []
 
     def step_then_interrupt(*args, **kwargs):
         calls.append(1)
@@ -101,11 +94,11 @@ def test_interrupted_run_resumes_to_the_same_losses(tmp_path, monkeypatch):
             signal.raise_signal(signal.SIGINT)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_step", step_then_interrupt)
+    monkeypatch.setattr(run_module, "train_step", step_then_interrupt)
     config = tiny_config(tmp_path / "split")
     with pytest.raises(KeyboardInterrupt):
         train(config, progress=False, log=lambda *_: None)
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    monkeypatch.setattr(run_module, "train_step", real_step)
     meta = load_checkpoint(tmp_path / "split" / "run" / "checkpoint.npz")[2]
     assert (meta["epoch"], meta["batch"]) == (0, 3), "the step in progress finishes, then saves"
 
@@ -192,7 +185,7 @@ def test_a_new_run_refuses_a_folder_holding_a_run_unless_told_to_overwrite(tmp_p
 
 def interrupt_at(monkeypatch, step_number):
     """Make the training step number `step_number` (from 1) send this process a real SIGINT."""
-    real_step, calls = train_module.train_step, []
+    real_step, calls = run_module.train_step, []
 
     def step_then_interrupt(*args, **kwargs):
         calls.append(1)
@@ -200,7 +193,7 @@ def interrupt_at(monkeypatch, step_number):
             signal.raise_signal(signal.SIGINT)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_step", step_then_interrupt)
+    monkeypatch.setattr(run_module, "train_step", step_then_interrupt)
     return real_step
 
 
@@ -211,7 +204,7 @@ def test_resume_reads_and_writes_the_folder_it_is_given(tmp_path, monkeypatch):
     real_step = interrupt_at(monkeypatch, 11)  # in the second epoch
     with pytest.raises(KeyboardInterrupt):
         train(config, progress=False, log=None)
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    monkeypatch.setattr(run_module, "train_step", real_step)
     original, moved = tmp_path / "first" / "run", tmp_path / "moved"
     shutil.copytree(original, moved)
     before = {path.name: path.read_bytes() for path in original.iterdir()}
@@ -240,7 +233,7 @@ def test_ctrl_c_keeps_the_snapshots_of_the_interrupted_epoch(tmp_path, monkeypat
     real_step = interrupt_at(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         train(config, progress=False, log=None)
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    monkeypatch.setattr(run_module, "train_step", real_step)
     with np.load(tmp_path / "run" / "snapshots.npz") as saved:
         steps = list(saved["steps"])
     assert steps == [s for s in snapshot_steps(config.epochs * 8) if s < 4]
@@ -252,7 +245,7 @@ def test_a_torn_last_metrics_line_does_not_block_resume(tmp_path, monkeypatch):
     real_step = interrupt_at(monkeypatch, 11)
     with pytest.raises(KeyboardInterrupt):
         train(config, progress=False, log=None)
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    monkeypatch.setattr(run_module, "train_step", real_step)
     metrics = tmp_path / "torn" / "run" / "metrics.jsonl"
     with open(metrics, "a") as file:
         file.write('{"epoch": 2, "step": 16, "lo')  # killed while writing epoch 2's line
@@ -277,7 +270,7 @@ def test_a_state_gone_non_finite_stops_the_run_and_keeps_the_last_good_checkpoin
 ):
     """The loss can stay finite while a running variance overflows (adam at lr 1e9 did): the
     check is on every array a checkpoint holds, and the one on disk stays finite."""
-    real_step, calls = train_module.train_step, []
+    real_step, calls = run_module.train_step, []
 
     def step_then_overflow(model, *args, **kwargs):
         calls.append(1)
@@ -285,7 +278,7 @@ def test_a_state_gone_non_finite_stops_the_run_and_keeps_the_last_good_checkpoin
             model.named_buffers()["encoder.layers.1.running_var"].data[0] = np.inf
         return real_step(model, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_step", step_then_overflow)
+    monkeypatch.setattr(run_module, "train_step", step_then_overflow)
     config = tiny_config(tmp_path)
     with pytest.raises(TinyBTError, match="running_var became NaN or inf at step 16 .* lower it"):
         train(config, progress=False, log=None)

@@ -8,24 +8,32 @@ checkpoint. Nothing here reads the command line or writes files.
 One training step (`train_step`) is the whole method:
     two augmented views of a batch -> the same network -> embeddings Z_a, Z_b (N, D)
     -> loss = Barlow Twins(Z_a, Z_b) -> backward -> optimiser step.
+The other methods (--method byol | simclr | vicreg) change only the middle: their objective on
+one batch (tinybt/methods/objectives.py). BYOL, and Barlow Twins or VICReg with --ema, add a
+target network that follows the online one as an exponential moving average after each step.
 """
 
 import math
 import os
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 
 import numpy as np
 
 from tinybt import augment, backend
 from tinybt.data import DATASETS, load_dataset
 from tinybt.errors import TinyBTError
-from tinybt.loss import barlow_twins
-from tinybt.model import BarlowTwins, parse_dims
+from tinybt.loss import LAMBDA
+from tinybt.methods import byol, simclr, vicreg
+from tinybt.methods.objectives import OBJECTIVES
+from tinybt.model import BarlowTwins, WithTarget, parse_dims
 from tinybt.optim import OPTIMIZERS
 from tinybt.probe import evaluate_encoder, format_table
 from tinybt.tensor import Tensor
 
 AUGMENTATIONS = {"cifar": augment.cifar, "paper": augment.paper}
+METHODS = ("barlow", "byol", "simclr", "vicreg")
+VICREG_WEIGHTS = ("sim_coeff", "std_coeff", "cov_coeff")
 
 
 def option(default, help):
@@ -63,14 +71,31 @@ class Config:
     lr: float = option(1e-3, "peak learning rate per step, reached after the warm-up")
     weight_decay: float = option(1e-6, "L2 penalty on the weights (decoupled for adamw)")
     warmup_epochs: float = option(1.0, "epochs of linear learning-rate warm-up before cosine")
-    lambd: float = option(0.0051, "λ, the weight of the off-diagonal (redundancy) term")
-    standardize: bool = option(True, "standardise embeddings along the batch (paper: yes)")
+    method: str = option("barlow", f"self-supervised method: {' | '.join(METHODS)}")
+    ema: bool = option(False, "barlow, vicreg: learn against an EMA target network (byol: always)")
+    predictor: bool = option(
+        False, "with --ema: BYOL's predictor on the online side (byol: always has it)"
+    )
+    lambd: float = option(LAMBDA, "barlow: λ, the weight of the off-diagonal (redundancy) term")
+    standardize: bool = option(True, "barlow: standardise embeddings along the batch (paper: yes)")
+    temperature: float = option(
+        simclr.TEMPERATURE, "simclr: τ of NT-Xent (0.5: the official code's CIFAR-10 value)"
+    )
+    sim_coeff: float = option(vicreg.SIM_COEFF, "vicreg: weight of the invariance term (paper)")
+    std_coeff: float = option(vicreg.STD_COEFF, "vicreg: weight of the variance term (paper)")
+    cov_coeff: float = option(vicreg.COV_COEFF, "vicreg: weight of the covariance term (paper)")
+    tau_base: float = option(
+        byol.TAU_BASE, "byol, --ema: EMA rate of the target at step 0, cosine to 1 (BYOL paper)"
+    )
     widths: str = option("32-64-128-256", "encoder channels per stage, e.g. 32-64-128-256")
     strides: str = option("1-2-2-2", "stride of each stage's first conv, one per width")
     blocks: int = option(1, "conv-BN-ReLU blocks per stage")
     projector: str = option("512-512-512", "projector widths; the last is the embedding D")
     augment: str = option("cifar", f"augmentation preset: {' | '.join(AUGMENTATIONS)}")
     augment_changes: dict = option({}, "changes to the augmentation preset (Python only)")
+    shuffle_pixels: bool = option(
+        False, "train and test on images with pixels moved by one fixed random permutation"
+    )
     snapshot_size: int = option(256, "held-out images whose C is snapshotted during training")
     evaluate: bool = option(True, "kNN and linear probe at the end, beside a random encoder")
     out: str = option("runs/shapes", "the run's folder: checkpoint, metrics, figures")
@@ -136,6 +161,7 @@ def validate(config):
         "backend": backend.BACKENDS,
         "optimizer": tuple(OPTIMIZERS),
         "augment": tuple(AUGMENTATIONS),
+        "method": METHODS,
     }
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
@@ -149,11 +175,18 @@ def validate(config):
             raise TinyBTError(
                 f"--{_flag(name)} must be at least {least}{why}, got {getattr(config, name)}"
             )
-    for name in ("lr", "weight_decay", "warmup_epochs", "lambd"):
+    positive = ("lr", "temperature")
+    for name in (*positive, "weight_decay", "warmup_epochs", "lambd", *VICREG_WEIGHTS):
         value = getattr(config, name)
-        if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-            sign = "positive" if name == "lr" else "zero or positive"
+        if not math.isfinite(value) or value < 0 or (name in positive and value == 0):
+            sign = "positive" if name in positive else "zero or positive"
             raise TinyBTError(f"--{_flag(name)} must be a finite, {sign} number, got {value}")
+    if not 0 <= config.tau_base <= 1:
+        raise TinyBTError(
+            f"--tau-base must be in [0, 1] (the share of the target kept each step), "
+            f"got {config.tau_base}"
+        )
+    _check_target_options(config)
     if config.warmup_epochs > config.epochs:
         raise TinyBTError(
             f"--warmup-epochs {config.warmup_epochs:g} is longer than the run's "
@@ -172,6 +205,31 @@ def validate(config):
         AUGMENTATIONS[config.augment]((0.5,) * 3, (0.25,) * 3).replace(**config.augment_changes)
     except (TypeError, ValueError) as error:
         raise TinyBTError(f"augment_changes {config.augment_changes}: {error}") from None
+
+
+def _check_target_options(config):
+    """--ema and --predictor only where they mean something."""
+    if config.method == "simclr" and (config.ema or config.predictor):
+        flag = "--ema" if config.ema else "--predictor"
+        raise TinyBTError(
+            f"{flag} is for barlow and vicreg (byol always has a target and predictor); "
+            "simclr learns from negatives, not a target: drop it"
+        )
+    if config.predictor and not has_target(config):
+        raise TinyBTError(
+            f"--predictor predicts an EMA target's embedding, and --method {config.method} "
+            "has no target without --ema: add --ema"
+        )
+
+
+def has_target(config):
+    """Whether the run learns against an EMA target network: BYOL always, others with --ema."""
+    return config.method == "byol" or config.ema
+
+
+def has_predictor(config):
+    """Whether the online network ends in BYOL's predictor: BYOL always, others if asked."""
+    return config.method == "byol" or config.predictor
 
 
 def _check_type(name, value, expected):
@@ -200,14 +258,43 @@ def _flag(name):
 
 # ----- building the pieces -----
 def build_model(config):
-    """The network, initialised from the run's seed (so the random baseline is its start)."""
+    """The network, initialised from the run's seed (so the random baseline is its start).
+
+    With a target network (BYOL, --ema) a WithTarget: the online network, drawn first and so
+    the same as the one-network run's, the predictor if any, and the target, a copy.
+    """
+    rng = np.random.default_rng([config.seed, 0])
+    online = _network(config, rng)
+    if not has_target(config):
+        return online
+    dims = parse_dims(config.projector)
+    # BYOL's predictor has the projector's shape (tinybt/methods/byol.py): D -> hidden -> D
+    head = byol.predictor(dims[-1], dims[0], rng) if has_predictor(config) else None
+    return WithTarget(online, _network(config, rng), head)
+
+
+def _network(config, rng):
+    """Encoder and projector: images (N, 3, H, W) -> embeddings (N, D)."""
     return BarlowTwins(
         widths=parse_dims(config.widths),
         strides=parse_dims(config.strides),
         blocks=config.blocks,
         projector=parse_dims(config.projector),
-        rng=np.random.default_rng([config.seed, 0]),
+        rng=rng,
     )
+
+
+def build_objective(config):
+    """The method's objective on one batch with the run's hyperparameters bound:
+    (model, view_a, view_b) -> (loss, terms) (tinybt/methods/objectives.py)."""
+    hyperparameters = {
+        "barlow": dict(lambd=config.lambd, standardize=config.standardize),
+        "simclr": dict(temperature=config.temperature),
+        "vicreg": {name: getattr(config, name) for name in VICREG_WEIGHTS},
+        "byol": {},
+    }[config.method]
+    with_target = config.ema and config.method != "byol"  # BYOL's objective is its target's
+    return partial(OBJECTIVES[config.method + ("+ema" if with_target else "")], **hyperparameters)
 
 
 def build_optimizer(config, model):
@@ -225,7 +312,8 @@ def build_augment(config, mean, std):
 
 def load_split(config, split):
     """The `split` ("train" or "test") of the config's dataset; the training split is cut to
-    its first config.train_size images when that is set."""
+    its first config.train_size images when that is set. With config.shuffle_pixels every
+    image's pixels are moved by one permutation (the review's colour-histogram test)."""
     dataset = load_dataset(
         config.dataset,
         split=split,
@@ -235,6 +323,9 @@ def load_split(config, split):
     )
     if split == "train" and config.train_size:
         dataset = first_images(dataset, config.train_size)
+    if config.shuffle_pixels:  # a generator of the same seed: both splits shuffled alike
+        shuffled = augment.shuffle_pixels(dataset.images, np.random.default_rng([config.seed, 3]))
+        dataset = replace(dataset, images=shuffled)
     return dataset
 
 
@@ -244,18 +335,21 @@ def first_images(dataset, count):
 
 
 # ----- one step -----
-def train_step(model, optimizer, view_a, view_b, lambd, standardize):
-    """Forward both views through the same network, backward the loss, update.
+def train_step(model, optimizer, view_a, view_b, objective, tau=None):
+    """Forward both views, backward the method's loss, update; then move the target network.
 
-    view_a, view_b: (N, 3, H, W) arrays. Returns the loss (float) and what training logs
-    about it: its two terms, the mean of C's diagonal and the RMS of its off-diagonal.
+    view_a, view_b: (N, 3, H, W) arrays. objective: the method's loss on one batch
+    (`build_objective`; for Barlow Twins, both views through the same network and the loss
+    of their embeddings). tau: with a target network (BYOL, --ema), this step's EMA rate
+    (`byol.ema_tau`); None without one. Returns the loss (float) and what training logs about
+    it: the method's terms, the mean of C's diagonal and the RMS of its off-diagonal.
     """
-    z_a = model(Tensor(view_a))
-    z_b = model(Tensor(view_b))
-    loss, _, terms = barlow_twins(z_a, z_b, lambd=lambd, standardized=standardize)
+    loss, terms = objective(model, Tensor(view_a), Tensor(view_b))
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
+    if tau is not None:  # the target follows the online network: θ' <- τ θ' + (1 - τ) θ
+        byol.ema_update(model.target_weights(), model.online.parameters(), tau)
     return loss.item(), terms
 
 

@@ -13,5 +13,6 @@ towards:
   the other view, with no negatives and no gradient through the target.
 
 Barlow Twins itself lives in `tinybt/loss.py` for now: its cross-correlation matrix pushed
-towards the identity.
+towards the identity. `objectives` holds each method's loss on one training batch, the one
+place where a method's forward pass and loss meet (`tinybt.recipe.train_step` calls it).
 """

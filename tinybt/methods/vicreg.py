@@ -122,7 +122,7 @@ class VICRegLoss(Function):
         d_invariance = sim_coeff * 2 * self.difference / (n * d)
         grads = []
         for centred, std, covariance, _, _ in (self.view_a, self.view_b):
-            d_std = -std_coeff / (2 * d) * (std < self.gamma)
+            d_std = -std_coeff / (2 * d) * (std < self.gamma).astype(std.dtype)  # not float64
             d_variance = d_std * centred / ((n - 1) * std)
             g = 2 * cov_coeff * covariance / d
             xp.fill_diagonal(g, 0)

@@ -1,0 +1,186 @@
+"""Every method trains as Barlow Twins does: the loss falls, the files are written, BYOL's run
+resumes exactly after Ctrl-C, no gradient reaches a target network, the EMA is the one BYOL
+writes down, and `python -m tinybt.evaluate` reads every method's run."""
+
+import signal
+
+import numpy as np
+import pytest
+
+from tinybt import run as run_module
+from tinybt.augment import shuffle_pixels
+from tinybt.checkpoint import load_checkpoint
+from tinybt.evaluate import evaluate_checkpoint
+from tinybt.methods.byol import ema_tau
+from tinybt.methods.objectives import OBJECTIVES
+from tinybt.model import WithTarget
+from tinybt.recipe import (
+    Config,
+    build_model,
+    build_objective,
+    build_optimizer,
+    load_split,
+    train_step,
+)
+from tinybt.run import train
+from tinybt.tensor import Tensor
+
+# (name, Config changes): every method, and the EMA variants of claim 5
+VARIANTS = [
+    ("barlow", {}),
+    ("simclr", {"method": "simclr"}),
+    ("vicreg", {"method": "vicreg"}),
+    ("byol", {"method": "byol"}),
+    ("barlow --ema", {"ema": True}),
+    ("barlow --ema --predictor", {"ema": True, "predictor": True}),
+    ("vicreg --ema", {"method": "vicreg", "ema": True}),
+]
+TERMS = {"barlow": ("on_diag", "off_diag"), "vicreg": ("invariance", "variance", "covariance")}
+
+
+def tiny_config(tmp_path, **changes):
+    """Two epochs of the tiny preset; a higher learning rate and a faster EMA (τ_base 0.9)
+    than the defaults, so that 16 steps move every method's loss."""
+    data_dir = tmp_path.parent / "tinybt-data"
+    settings = dict(lr=1e-2, warmup_epochs=0.5, tau_base=0.9, evaluate=False)
+    return Config.preset(
+        "tiny", data_dir=str(data_dir), out=str(tmp_path / "run"), **{**settings, **changes}
+    )
+
+
+def losses(result):
+    return [record["loss"] for record in result["metrics"]]
+
+
+@pytest.mark.parametrize("name, changes", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_every_method_lowers_its_loss_and_writes_its_files(tmp_path, name, changes):
+    config = tiny_config(tmp_path, **changes)
+    result = train(config, progress=False, log=None)
+    history = losses(result)
+    assert history[-1] < history[0], f"{name}: loss did not fall: {history}"
+    record = result["metrics"][-1]
+    for key in (*TERMS.get(config.method, ()), "diag_mean", "off_diag_rms"):
+        assert np.isfinite(record[key]), key
+    for file in ("checkpoint.npz", "metrics.jsonl", "snapshots.npz", "cross_correlation.png"):
+        assert (tmp_path / "run" / file).exists(), file
+    model = load_checkpoint(tmp_path / "run" / "checkpoint.npz")[0]
+    has_target = config.method == "byol" or config.ema
+    assert any(key.startswith("target.") for key in model) == has_target
+    assert any(key.startswith("predictor.") for key in model) == (
+        config.method == "byol" or config.predictor
+    )
+
+
+def interrupt_at(monkeypatch, step_number):
+    """Make training step `step_number` (from 1) send this process a real SIGINT."""
+    real_step, calls = run_module.train_step, []
+
+    def step_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step_number:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_step", step_then_interrupt)
+    return real_step
+
+
+def test_byol_resumes_exactly_after_ctrl_c(tmp_path, monkeypatch):
+    """Target, predictor and the EMA schedule (a function of the step) all come back."""
+    whole = train(tiny_config(tmp_path / "whole", method="byol"), progress=False, log=None)
+    config = tiny_config(tmp_path / "split", method="byol")
+    real_step = interrupt_at(monkeypatch, 3)  # mid-way through the first epoch
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, log=None)
+    monkeypatch.setattr(run_module, "train_step", real_step)
+    meta = load_checkpoint(tmp_path / "split" / "run" / "checkpoint.npz")[2]
+    assert (meta["epoch"], meta["batch"]) == (0, 3)
+
+    resumed = train(config, resume=True, progress=False, log=None)
+    assert losses(resumed) == losses(whole)
+    final = [
+        load_checkpoint(p / "run" / "checkpoint.npz")[0]
+        for p in (tmp_path / "whole", tmp_path / "split")
+    ]
+    for key in final[0]:
+        assert np.array_equal(final[0][key], final[1][key]), key
+
+
+def test_no_gradient_reaches_byols_target_and_the_optimiser_does_not_hold_it(tmp_path):
+    config = tiny_config(tmp_path, method="byol")
+    model = build_model(config)
+    optimizer = build_optimizer(config, model)
+    target = list(model.target.named_buffers().values())
+    held = {id(p) for p in optimizer.params}
+    assert not held & {id(t) for t in target}
+    trained = model.online.parameters() + model.predictor.parameters()
+    assert held == {id(p) for p in trained}
+
+    views = np.random.default_rng(0).standard_normal((2, 8, 3, 32, 32)).astype(np.float32)
+    before = {name: b.data.copy() for name, b in model.target.named_buffers().items()}
+    train_step(model, optimizer, *views, build_objective(config), tau=1.0)  # τ = 1: no EMA
+    assert all(t.grad is None and not t.requires_grad for t in target)
+    assert all(p.grad is not None for p in trained)
+    weights = {n for n in model.online.named_parameters()}
+    for name, buffer in model.target.named_buffers().items():
+        if name in weights:  # τ = 1 keeps the weights; the running statistics are its own
+            assert np.array_equal(buffer.data, before[name]), name
+
+
+def test_the_ema_step_in_training_is_the_hand_written_update(tmp_path):
+    """θ' <- τ θ' + (1 - τ) θ after the optimiser's step, τ from BYOL's cosine schedule."""
+    config = tiny_config(tmp_path, method="barlow", ema=True)
+    model = build_model(config)
+    optimizer = build_optimizer(config, model)
+    views = np.random.default_rng(1).standard_normal((2, 8, 3, 32, 32)).astype(np.float32)
+    target_before = [w.data.copy() for w in model.target_weights()]
+    tau = ema_tau(3, 10, config.tau_base)
+    train_step(model, optimizer, *views, build_objective(config), tau=tau)
+    for before, after, online in zip(
+        target_before, model.target_weights(), model.online.parameters(), strict=True
+    ):
+        np.testing.assert_allclose(after.data, tau * before + (1 - tau) * online.data, rtol=1e-6)
+    assert not np.array_equal(target_before[0], model.online.parameters()[0].data)
+
+
+def test_the_target_starts_as_the_online_network_and_the_online_network_as_barlows(tmp_path):
+    """The same seed gives the same online network with or without a target, so the random
+    baseline of every method is the same encoder."""
+    plain = build_model(tiny_config(tmp_path))
+    byol = build_model(tiny_config(tmp_path, method="byol"))
+    assert isinstance(byol, WithTarget)
+    for (name, weight), target in zip(
+        byol.online.named_parameters().items(), byol.target_weights(), strict=True
+    ):
+        assert np.array_equal(weight.data, target.data), name
+        assert np.array_equal(weight.data, plain.named_parameters()[name].data), name
+
+
+def test_evaluate_reads_a_byol_run(tmp_path):
+    config = tiny_config(tmp_path, method="byol", epochs=1)
+    train(config, progress=False, log=None)
+    result = evaluate_checkpoint(tmp_path / "run", probe_epochs=2, log=None)
+    assert 0 <= result["learned"]["linear"] <= 1 and 0 <= result["random_init"]["knn"] <= 1
+
+
+def test_shuffled_pixels_shuffle_both_splits_alike(tmp_path):
+    """One permutation for the run, from its seed: both splits lose the same structure."""
+    config = tiny_config(tmp_path, shuffle_pixels=True)
+    for split in ("train", "test"):
+        original = load_split(tiny_config(tmp_path), split).images
+        expected = shuffle_pixels(original, np.random.default_rng([config.seed, 3]))
+        assert np.array_equal(load_split(config, split).images, expected)
+        assert not np.array_equal(expected, original)
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_every_objective_keeps_the_networks_float32(tmp_path, name):
+    """A float64 gradient from a loss would run the whole backward pass in float64 (VICReg's
+    variance hinge once did: a bool mask times a Python float is float64), twice as slow."""
+    method, _, ema = name.partition("+")
+    config = tiny_config(tmp_path, method=method, ema=bool(ema))
+    model = build_model(config)
+    views = np.random.default_rng(2).standard_normal((2, 8, 3, 32, 32)).astype(np.float32)
+    loss, _ = build_objective(config)(model, *(Tensor(v) for v in views))
+    loss.backward()
+    assert {p.grad.dtype for p in model.parameters()} == {np.dtype(np.float32)}
