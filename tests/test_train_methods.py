@@ -117,14 +117,14 @@ def test_no_gradient_reaches_byols_target_and_the_optimiser_does_not_hold_it(tmp
     assert held == {id(p) for p in trained}
 
     views = np.random.default_rng(0).standard_normal((2, 8, 3, 32, 32)).astype(np.float32)
-    before = {name: b.data.copy() for name, b in model.target.named_buffers().items()}
+    before = {name: b.numpy().copy() for name, b in model.target.named_buffers().items()}
     train_step(model, optimizer, *views, build_objective(config), tau=1.0)  # τ = 1: no EMA
     assert all(t.grad is None and not t.requires_grad for t in target)
     assert all(p.grad is not None for p in trained)
     weights = {n for n in model.online.named_parameters()}
     for name, buffer in model.target.named_buffers().items():
         if name in weights:  # τ = 1 keeps the weights; the running statistics are its own
-            assert np.array_equal(buffer.data, before[name]), name
+            assert np.array_equal(buffer.numpy(), before[name]), name
 
 
 def test_the_ema_step_in_training_is_the_hand_written_update(tmp_path):
@@ -133,14 +133,16 @@ def test_the_ema_step_in_training_is_the_hand_written_update(tmp_path):
     model = build_model(config)
     optimizer = build_optimizer(config, model)
     views = np.random.default_rng(1).standard_normal((2, 8, 3, 32, 32)).astype(np.float32)
-    target_before = [w.data.copy() for w in model.target_weights()]
+    target_before = [w.numpy().copy() for w in model.target_weights()]
     tau = ema_tau(3, 10, config.tau_base)
     train_step(model, optimizer, *views, build_objective(config), tau=tau)
     for before, after, online in zip(
         target_before, model.target_weights(), model.online.parameters(), strict=True
     ):
-        np.testing.assert_allclose(after.data, tau * before + (1 - tau) * online.data, rtol=1e-6)
-    assert not np.array_equal(target_before[0], model.online.parameters()[0].data)
+        np.testing.assert_allclose(
+            after.numpy(), tau * before + (1 - tau) * online.numpy(), rtol=1e-6
+        )
+    assert not np.array_equal(target_before[0], model.online.parameters()[0].numpy())
 
 
 def test_the_target_starts_as_the_online_network_and_the_online_network_as_barlows(tmp_path):
@@ -152,8 +154,8 @@ def test_the_target_starts_as_the_online_network_and_the_online_network_as_barlo
     for (name, weight), target in zip(
         byol.online.named_parameters().items(), byol.target_weights(), strict=True
     ):
-        assert np.array_equal(weight.data, target.data), name
-        assert np.array_equal(weight.data, plain.named_parameters()[name].data), name
+        assert np.array_equal(weight.numpy(), target.numpy()), name
+        assert np.array_equal(weight.numpy(), plain.named_parameters()[name].numpy()), name
 
 
 def test_evaluate_reads_a_byol_run(tmp_path):
