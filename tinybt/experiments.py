@@ -7,7 +7,7 @@ several processes may run one grid together, each taking runs no other has start
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
 
-Results: one JSON line per run in <root>/<grid>.jsonl (default root runs/experiments), read by
+Results: one JSON line per run in <root>/<grid>.jsonl (default root results/experiments), read by
 notebook 10.
 """
 
@@ -31,7 +31,7 @@ def parse_args(argv=None):
         "--fast", action="store_true", help="tiny runs of a few seconds (tests, notebook 10)"
     )
     run.add_argument(
-        "--root", default=None, help="folder of the runs and results (default: runs/experiments)"
+        "--root", default=None, help="folder of the runs and results (default: results/experiments)"
     )
     run.add_argument(
         "--shapes-dir", default="data", help="where the shapes images are cached (default: data)"
@@ -46,7 +46,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    root = args.root or ("runs/experiments-fast" if args.fast else "runs/experiments")
+    root = args.root or ("runs/experiments-fast" if args.fast else "results/experiments")
     grids = GRIDS if args.grid == "all" else (args.grid,)
     if args.only and len(grids) > 1:
         print("error: --only names runs of one grid: name that grid, not all", file=sys.stderr)
