@@ -16,6 +16,7 @@ from tinybt import backend, nn
 from tinybt.gradcheck import assert_gradcheck
 from tinybt.ops import (
     AvgPool2d,
+    BatchNorm,
     BatchStandardize,
     Conv2d,
     MaxPool2d,
@@ -209,6 +210,25 @@ def test_batchnorm_standardize_backward(shape):
     assert_gradcheck(
         BatchStandardize.apply, [3 + 2 * rand(*shape)], tol=TOL, what=f"standardize {shape}"
     )
+
+
+@pytest.mark.exercise("batchnorm")
+@pytest.mark.parametrize("shape, features", [((6, 4), 4), ((3, 2, 3, 4), 3)])
+def test_batchnorm_op_backward(shape, features):
+    """γ and β away from 1 and 0, so a gradient that forgets γ, or swaps dγ and dβ, shows."""
+    assert_gradcheck(
+        lambda x, gamma, beta: BatchNorm.apply(x, gamma, beta),
+        [3 + 2 * rand(*shape), rand(features, seed=1), rand(features, seed=2)],
+        tol=TOL,
+        what=f"batch norm {shape}",
+    )
+
+
+def test_batchnorm_op_is_the_affine_map_of_the_standardisation():
+    x, gamma, beta = 3 + 2 * rand(3, 2, 3, 4), rand(3, seed=1), rand(3, seed=2)
+    expected = BatchStandardize.apply(Tensor(x)).data * gamma[:, None, None, None]
+    out = BatchNorm.apply(Tensor(x), Tensor(gamma), Tensor(beta)).data
+    assert_close(out, expected + beta[:, None, None, None], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.exercise("batchnorm")

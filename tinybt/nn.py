@@ -190,7 +190,7 @@ class Conv2d(Module):
 
 
 class _BatchNorm(Module):
-    """y = γ x̂ + β, x̂ each feature standardised (see ops.BatchStandardize).
+    """y = γ x̂ + β, x̂ each feature standardised (see ops.BatchNorm and ops.BatchStandardize).
 
     In training mode x̂ uses the batch's mean and biased variance, and the running averages
     (momentum 0.1, unbiased variance, as in PyTorch), which this layer owns, are updated. A
@@ -217,25 +217,30 @@ class _BatchNorm(Module):
                 f"{type(self).__name__}({self.num_features}) needs {self.layout} input with "
                 f"{self.num_features} features, got shape {x.shape}"
             )
+        if self.training:
+            if self.affine:  # γ and β inside the op: its backward shares their sums
+                op = ops.BatchNorm()
+                y = op(x, self.gamma, self.beta, eps=self.eps)
+            else:
+                op = ops.BatchStandardize()
+                y = op(x, eps=self.eps)
+            if is_grad_enabled():
+                self._update_running_statistics(op)
+            return y
         shape = [1] * x.ndim  # one value per feature, broadcast along the feature axis
         shape[feature_axis(x)] = -1
-        if self.training:
-            standardize = ops.BatchStandardize()
-            x_hat = standardize(x, eps=self.eps)
-            if is_grad_enabled():
-                self._update_running_statistics(standardize)
-        else:
-            xp = backend.get_array_module(self.running_var.data)
-            mean = self.running_mean.data.reshape(shape)
-            inv_std = 1 / xp.sqrt(self.running_var.data.reshape(shape) + self.eps)
-            x_hat = (x - mean) * inv_std
+        xp = backend.get_array_module(self.running_var.data)
+        mean = self.running_mean.data.reshape(shape)
+        inv_std = 1 / xp.sqrt(self.running_var.data.reshape(shape) + self.eps)
+        x_hat = (x - mean) * inv_std
         if not self.affine:
             return x_hat
         return x_hat * self.gamma.reshape(shape) + self.beta.reshape(shape)
 
     def _update_running_statistics(self, standardize):
         """r = (1 - momentum) r + momentum b, as PyTorch's batch norm: b is the batch mean, or
-        for the variance the unbiased m σ² / (m - 1), from the op that just standardised."""
+        for the variance the unbiased m σ² / (m - 1), from the op that just standardised
+        (BatchNorm or BatchStandardize)."""
         m = standardize.count
         for running, batch in (
             (self.running_mean.data, standardize.mean),

@@ -1,11 +1,14 @@
 """Batch standardisation, the heart of batch norm, with a fused, hand-derived backward.
 
 Batch norm (Ioffe & Szegedy, 2015) standardises each feature over the batch and then applies
-a learnt affine map: y = γ x̂ + β. Only the standardisation x̂ needs an op of its own: its
-mean and variance depend on every row of the batch, and writing its gradient as one formula
-is both faster and easier to check than composing it from a dozen primitive ops. The affine
-part, and evaluation with fixed running statistics, are plain elementwise arithmetic (see
-tinybt.nn.BatchNorm1d). The Barlow Twins loss standardises its embeddings with the same op.
+a learnt affine map: y = γ x̂ + β. The standardisation x̂ needs an op of its own: its mean
+and variance depend on every row of the batch, and writing its gradient as one formula is
+both faster and easier to check than composing it from a dozen primitive ops. The Barlow
+Twins loss standardises its embeddings with that op, BatchStandardize. Batch norm's layer in
+training uses BatchNorm, the same op with γ and β inside: the gradients of γ and β are the
+two sums the standardisation's backward computes anyway, so fusing them saves three passes
+over the activations (notebook 03 has the timings). Evaluation with fixed running
+statistics is plain elementwise arithmetic (see tinybt.nn.BatchNorm2d).
 """
 
 from tinybt.backend import get_array_module
@@ -88,4 +91,34 @@ class BatchStandardize(Function):
         mean_grad = feature_mean(grad)
         mean_grad_x_hat = feature_mean(grad, self.x_hat)
         return (self.inv_std * (grad - mean_grad - self.x_hat * mean_grad_x_hat),)
+        # END SOLUTION
+
+
+class BatchNorm(BatchStandardize):
+    """y = γ x̂ + β: batch standardisation followed by batch norm's affine map, in one op.
+
+    x: as in BatchStandardize; gamma, beta: (D,) or (C,), one per feature -> y, x's shape.
+    The batch statistics are kept as in BatchStandardize.
+
+    Backward. Write g = dL/dy, and means and sums over the m values of a feature. Then
+        dL/dβ = Σ g,   dL/dγ = Σ g ⊙ x̂,   dL/dx̂ = γ g,
+    and dL/dx̂ goes through the standardisation's backward. γ is one number per feature, so
+    the two means there are γ mean(g) and γ mean(g ⊙ x̂), the same sums as dL/dβ and dL/dγ:
+        dL/dx = γ / σ̂ (g - mean(g) - x̂ mean(g ⊙ x̂))
+    Autograd, given γ x̂ + β as a Mul and an Add, would store γ g and g ⊙ x̂ and sum each anew.
+    """
+
+    def forward(self, x, gamma, beta, eps=1e-5):
+        x_hat = super().forward(x, eps)
+        shape = [1] * x.ndim  # one value per feature, broadcast along the feature axis
+        shape[feature_axis(x)] = -1
+        self.gamma = gamma.reshape(shape)
+        return x_hat * self.gamma + beta.reshape(shape)
+
+    def backward(self, grad):
+        # BEGIN SOLUTION batchnorm: return (dL/dx, dL/dgamma, dL/dbeta) for y = gamma x_hat + beta
+        mean_grad = feature_mean(grad)
+        mean_grad_x_hat = feature_mean(grad, self.x_hat)
+        dx = self.gamma * self.inv_std * (grad - mean_grad - self.x_hat * mean_grad_x_hat)
+        return dx, self.count * mean_grad_x_hat.reshape(-1), self.count * mean_grad.reshape(-1)
         # END SOLUTION
