@@ -18,7 +18,9 @@ Prints the median milliseconds per step of each, and the ratio tinybt / torch. -
 adds where tinybt's time goes: a block that runs only the step's matrix products (every GEMM
 of the convolutions, the linear layers and the loss, at the step's shapes) alternates with
 the others, so that the GEMMs' share of the step is measured under the same load; then
-cProfile's listing of one step at the last batch size.
+cProfile's listing of one step at the last batch size. On a machine others share, set
+OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 to compare one core against one core: two-thread
+GEMMs stall whenever another process takes a core, one thread does not.
 """
 
 import argparse

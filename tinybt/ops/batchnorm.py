@@ -103,9 +103,9 @@ class BatchNorm(BatchStandardize):
     Backward. Write g = dL/dy, and means and sums over the m values of a feature. Then
         dL/dβ = Σ g,   dL/dγ = Σ g ⊙ x̂,   dL/dx̂ = γ g,
     and dL/dx̂ goes through the standardisation's backward. γ is one number per feature, so
-    the two means there are γ mean(g) and γ mean(g ⊙ x̂), the same sums as dL/dβ and dL/dγ:
-        dL/dx = γ / σ̂ (g - mean(g) - x̂ mean(g ⊙ x̂))
-    Autograd, given γ x̂ + β as a Mul and an Add, would store γ g and g ⊙ x̂ and sum each anew.
+    the two means that backward takes are γ times those of g and g ⊙ x̂: the very sums dL/dβ
+    and dL/dγ are made of. Autograd, given γ x̂ + β as a Mul and an Add, would store γ g and
+    g ⊙ x̂, full-size arrays, and sum each anew.
     """
 
     def forward(self, x, gamma, beta, eps=1e-5):
@@ -117,6 +117,7 @@ class BatchNorm(BatchStandardize):
 
     def backward(self, grad):
         # BEGIN SOLUTION batchnorm: return (dL/dx, dL/dgamma, dL/dbeta) for y = gamma x_hat + beta
+        # dL/dx = γ / σ̂ (g - mean(g) - x̂ mean(g ⊙ x̂)),  dL/dγ = m mean(g ⊙ x̂),  dL/dβ = m mean(g)
         mean_grad = feature_mean(grad)
         mean_grad_x_hat = feature_mean(grad, self.x_hat)
         dx = self.gamma * self.inv_std * (grad - mean_grad - self.x_hat * mean_grad_x_hat)
