@@ -1,8 +1,10 @@
 """Conv2d forward + backward on the CPU: tinybt (NumPy) against PyTorch, on the same data.
 
-The issue's yardstick: a (256, 64, 16, 16) float32 batch through 128 3x3 filters, stride 1,
-padding 1, no bias (as in the encoder, where batch norm follows), then the backward to the
-input and the weights from a random upstream gradient. Each library is timed in a block of
+The issue's yardstick: a batch of 256 float32 feature maps of 64 channels, 16x16, through 128
+3x3 filters, stride 1, padding 1, no bias (as in the encoder, where batch norm follows), then
+the backward to the input and the weights from a random upstream gradient. Each library gets
+the batch in its own layout: (C, H, W, N) for tinybt, whose encoder keeps the batch innermost,
+(N, C, H, W) for PyTorch; the results are compared in PyTorch's. Each library is timed in a block of
 its own, warm-up first, as a training loop runs it; alternating single runs would flatter
 tinybt, since PyTorch's thread pool falls asleep while NumPy works. Both blocks run twice,
 in turn, so that a change in the machine's load hits both alike; the median of all timed runs
@@ -48,11 +50,14 @@ def main():
     x = rng.standard_normal((N, C, H, W), dtype=np.float32)
     weight = rng.standard_normal((FILTERS, C, KERNEL, KERNEL), dtype=np.float32) * 0.05
     grad = rng.standard_normal((N, FILTERS, H, W), dtype=np.float32)
+    x_batch_last = np.ascontiguousarray(x.transpose(1, 2, 3, 0))  # (C, H, W, N)
+    grad_batch_last = np.ascontiguousarray(grad.transpose(1, 2, 3, 0))
 
     def tinybt_step():
-        x_t, weight_t = Tensor(x, requires_grad=True), Tensor(weight, requires_grad=True)
-        ops.Conv2d.apply(x_t, weight_t, stride=STRIDE, padding=PADDING).backward(grad)
-        return x_t.grad, weight_t.grad
+        x_t = Tensor(x_batch_last, requires_grad=True)
+        weight_t = Tensor(weight, requires_grad=True)
+        ops.Conv2d.apply(x_t, weight_t, stride=STRIDE, padding=PADDING).backward(grad_batch_last)
+        return x_t.grad.transpose(3, 0, 1, 2), weight_t.grad
 
     def torch_step():
         x_t = torch.from_numpy(x).requires_grad_()
@@ -75,7 +80,7 @@ def main():
 
     ours, theirs = statistics.median(times["tinybt"]), statistics.median(times["torch"])
     print(
-        f"conv2d forward+backward, x ({N}, {C}, {H}, {W}) float32, {FILTERS} {KERNEL}x{KERNEL} "
+        f"conv2d forward+backward, N={N}, C={C}, {H}x{W} float32, {FILTERS} {KERNEL}x{KERNEL} "
         f"filters, stride {STRIDE}, padding {PADDING}"
     )
     print(f"tinybt (numpy {np.__version__}): {ours:7.1f} ms   (median of {2 * args.repeats})")

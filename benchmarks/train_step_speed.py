@@ -18,9 +18,14 @@ holds for PyTorch too, which it also speeds up at large batches.
 Prints the median milliseconds per step of each, and the ratio tinybt / torch. With
 `--backend cupy` the reference is PyTorch on the GPU (float32, `cudnn.benchmark` on), and both
 sides wait for the GPU after each step (`backend.synchronize()`, `torch.cuda.synchronize()`),
-since both only queue kernels. `--profile` shows where tinybt's host time goes (cProfile, for
-NumPy); `--op-times` times each op's forward and backward, im2col and col2im and the optimiser
-apart, waiting for the device around each: on a GPU, where the time goes.
+since both only queue kernels. `--op-times` times each op's forward and backward, im2col and
+col2im and the optimiser apart, waiting for the device around each: on a GPU, where the time
+goes. On the CPU, --profile adds where tinybt's time goes: a block that runs only the step's
+matrix products (every GEMM of the convolutions, the linear layers and the loss, at the step's
+shapes) alternates with the others, so that the GEMMs' share of the step is measured under the
+same load; then cProfile's listing of one step at the last batch size. On a machine others
+share, set OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 to compare one core against one core:
+two-thread GEMMs stall whenever another process takes a core, one thread does not.
 """
 
 import argparse
@@ -105,6 +110,40 @@ def torch_step(batch_size, on_gpu):
     return step
 
 
+def gemm_products(batch_size):
+    """A function that runs the matrix products of one training step, and nothing else:
+    for each view, each convolution's three GEMMs (forward, dL/dW, dL/dcols; the first layer
+    needs no dL/dcols) and each linear layer's three, then the loss's C and its two
+    gradients. The operands are random float32 arrays of the shapes the step uses, stored
+    (and transposed) the same way."""
+    rng = np.random.default_rng(0)
+
+    def operands(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    products = []  # (a, b) pairs; each is computed as a @ b
+    channels, size = 3, 32
+    for layer, (width, stride) in enumerate(zip(WIDTHS, STRIDES, strict=True)):
+        size = (size - 1) // stride + 1  # 3x3 kernel, padding 1
+        K, M = 9 * channels, size * size * batch_size
+        weight, cols, grad = operands(width, K), operands(K, M), operands(width, M)
+        products += [(weight, cols), (grad, cols.T)] + ([(weight.T, grad)] if layer else [])
+        channels = width
+    for a, b in zip((channels, *PROJECTOR[:-1]), PROJECTOR, strict=True):
+        x, weight, grad = operands(batch_size, a), operands(a, b), operands(batch_size, b)
+        products += [(x, weight), (grad, weight.T), (x.T, grad)]
+    products *= 2  # two views
+    D = PROJECTOR[-1]
+    z_a, z_b, dc = operands(batch_size, D), operands(batch_size, D), operands(D, D)
+    products += [(z_a.T, z_b), (z_b, dc.T), (z_a, dc)]
+
+    def run():
+        for a, b in products:
+            a @ b
+
+    return run
+
+
 def time_block(step, repeats):
     """Seconds of each of `repeats` runs of step(), after one untimed warm-up run."""
     step()  # first-touch allocations, thread pools waking up
@@ -174,18 +213,25 @@ def main():
     print(f"malloc reuses freed memory: {'yes' if reused else 'no (not glibc)'}")
     for batch_size in args.batch_sizes:
         ours, reference = tinybt_step(batch_size), torch_step(batch_size, on_gpu)
-        our_times, their_times = [], []
+        gemms = gemm_products(batch_size) if args.profile and not on_gpu else None
+        our_times, their_times, gemm_times = [], [], []
         for _ in range(args.rounds):
             our_times += time_block(ours, args.repeats)
             if reference is not None:
                 their_times += time_block(reference, args.repeats)
-        line = f"batch {batch_size}: tinybt {1000 * statistics.median(our_times):.0f} ms/step"
+            if gemms is not None:
+                gemm_times += time_block(gemms, args.repeats)
+        ours_ms = 1000 * statistics.median(our_times)
+        line = f"batch {batch_size}: tinybt {ours_ms:.0f} ms/step"
         if reference is not None:
             ratio = statistics.median(our_times) / statistics.median(their_times)
             line += (
                 f", torch {1000 * statistics.median(their_times):.0f} ms/step, "
                 f"ratio tinybt/torch {ratio:.2f}"
             )
+        if gemms is not None:
+            gemm_ms = 1000 * statistics.median(gemm_times)
+            line += f"; its GEMMs {gemm_ms:.0f} ms, {100 * gemm_ms / ours_ms:.0f}% of the step"
         print(line, flush=True)
     if args.profile:
         step = tinybt_step(args.batch_sizes[-1])

@@ -82,11 +82,11 @@ PLANTED = {
         "rows in (KH, KW, C) order in im2col and col2im alike": [
             (
                 CONV,
-                "cols = xp.empty((C, KH, KW, N, OH, OW)",
-                "cols = xp.empty((KH, KW, C, N, OH, OW)",
+                "cols = xp.empty((C, KH, KW, OH, OW, N)",
+                "cols = xp.empty((KH, KW, C, OH, OW, N)",
             ),
             (CONV, "cols[:, i, j] = x_pad", "cols[i, j] = x_pad"),
-            (CONV, "cols.reshape(C, KH, KW, N, OH, OW)", "cols.reshape(KH, KW, C, N, OH, OW)"),
+            (CONV, "cols.reshape(C, KH, KW, OH, OW, N)", "cols.reshape(KH, KW, C, OH, OW, N)"),
             (CONV, "+= cols[:, i, j]", "+= cols[i, j]"),
         ],
         "overlapping patches overwrite instead of adding up": [
@@ -107,7 +107,18 @@ PLANTED = {
     },
     "batchnorm": {
         "mean of the gradient left out": [
-            ("tinybt/ops/batchnorm.py", "(grad - mean_grad - self.x_hat", "(grad - self.x_hat"),
+            (
+                "tinybt/ops/batchnorm.py",
+                "return (self.inv_std * (grad - mean_grad - self.x_hat",
+                "return (self.inv_std * (grad - self.x_hat",
+            ),
+        ],
+        "dL/dγ and dL/dβ swapped in the fused op": [
+            (
+                "tinybt/ops/batchnorm.py",
+                "self.count * mean_grad_x_hat.reshape(-1), self.count * mean_grad.reshape(-1)",
+                "self.count * mean_grad.reshape(-1), self.count * mean_grad_x_hat.reshape(-1)",
+            ),
         ],
     },
     "color-jitter": {

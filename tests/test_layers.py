@@ -4,6 +4,9 @@ and forward results against references computed independently here.
 Gradient checks run in float64 on small shapes, every entry, with a random upstream gradient,
 and inputs away from kinks (distinct values for max pooling, batches of at least 4 for batch
 statistics). A correct backward agrees to about 1e-10; the bound is 1e-6.
+
+2-D layers take feature maps laid out (C, H, W, N), the batch innermost; the references here
+are written in the familiar (N, C, H, W) and compared through `batch_last`.
 """
 
 import numpy as np
@@ -13,6 +16,7 @@ from tinybt import backend, nn
 from tinybt.gradcheck import assert_gradcheck
 from tinybt.ops import (
     AvgPool2d,
+    BatchNorm,
     BatchStandardize,
     Conv2d,
     MaxPool2d,
@@ -40,8 +44,14 @@ def distinct(*shape, seed=0):
     return np.random.default_rng(seed).permutation(size).reshape(shape) / size
 
 
+def batch_last(x):
+    """(N, C, H, W) -> (C, H, W, N), the layout of tinybt's 2-D layers."""
+    return x.transpose(1, 2, 3, 0)
+
+
 def conv2d_by_loops(x, weight, bias, stride, padding):
-    """The definition of convolution, one output pixel at a time, on host arrays."""
+    """The definition of convolution, one output pixel at a time, on host arrays.
+    x: (N, C, H, W) -> (N, F, OH, OW)."""
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -57,7 +67,7 @@ def conv2d_by_loops(x, weight, bias, stride, padding):
     return out
 
 
-# (stride, padding) for a (2, 3, 5, 6) input and 3x2 kernels: non-square everything
+# (stride, padding) for a (C, H, W, N) = (3, 5, 6, 2) input and 3x2 kernels: non-square everything
 CONV_CASES = [(1, 0), (1, 1), (2, 0), (2, 1)]
 
 
@@ -67,17 +77,17 @@ CONV_CASES = [(1, 0), (1, 1), (2, 0), (2, 1)]
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d_forward_matches_loops(stride, padding, bias):
     x, weight, b = rand(2, 3, 5, 6), rand(4, 3, 3, 2, seed=1), rand(4, seed=2)
-    inputs = (Tensor(x), Tensor(weight)) + ((Tensor(b),) if bias else ())
+    inputs = (Tensor(batch_last(x)), Tensor(weight)) + ((Tensor(b),) if bias else ())
     out = Conv2d.apply(*inputs, stride=stride, padding=padding)
     expected = conv2d_by_loops(x, weight, b if bias else None, stride, padding)
-    assert_close(out.data, expected, rtol=1e-12, atol=1e-12, what="conv2d forward")
+    assert_close(out.data, batch_last(expected), rtol=1e-12, atol=1e-12, what="conv2d forward")
 
 
 @pytest.mark.exercise("conv2d")
 @pytest.mark.parametrize("stride, padding", CONV_CASES)
 def test_conv2d_col2im_is_adjoint_of_im2col(stride, padding):
     """<im2col(x), y> = <x, col2im(y)>: col2im is the transpose of the linear map im2col."""
-    x = backend.to_device(rand(2, 3, 5, 6))
+    x = backend.to_device(rand(3, 5, 6, 2))
     cols = im2col(x, (3, 2), stride, padding)
     y = backend.to_device(rand(*cols.shape, seed=1))
     left = float((cols * y).sum())
@@ -91,7 +101,7 @@ def test_conv2d_col2im_is_adjoint_of_im2col(stride, padding):
 @pytest.mark.parametrize("stride, padding", CONV_CASES)
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d_backward(stride, padding, bias):
-    inputs = [rand(2, 3, 5, 6), rand(4, 3, 3, 2, seed=1)] + ([rand(4, seed=2)] if bias else [])
+    inputs = [rand(3, 5, 6, 2), rand(4, 3, 3, 2, seed=1)] + ([rand(4, seed=2)] if bias else [])
     assert_gradcheck(
         lambda *t: Conv2d.apply(*t, stride=stride, padding=padding),
         inputs,
@@ -105,7 +115,7 @@ def test_conv2d_backward(stride, padding, bias):
 def test_conv2d_module_backward(bias):
     conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=bias, rng=backend.rng(0)).astype("float64")
     assert_gradcheck(
-        conv, [rand(2, 3, 5, 6)], params=conv.named_parameters(), tol=TOL, what="nn.Conv2d"
+        conv, [rand(3, 5, 6, 2)], params=conv.named_parameters(), tol=TOL, what="nn.Conv2d"
     )
 
 
@@ -115,9 +125,9 @@ POOL_CASES = [(2, 2), (3, 2), ((3, 2), 1)]
 
 
 def test_maxpool_forward_expected():
-    x = Tensor(np.arange(16.0).reshape(1, 1, 4, 4))
-    assert_close(MaxPool2d.apply(x, kernel_size=2, stride=2).data, [[[[5, 7], [13, 15]]]])
-    assert_close(MaxPool2d.apply(x, kernel_size=3, stride=1).data, [[[[10, 11], [14, 15]]]])
+    x = Tensor(np.arange(16.0).reshape(1, 4, 4, 1))  # one channel of one 4x4 image
+    assert_close(MaxPool2d.apply(x, kernel_size=2, stride=2).data[0, ..., 0], [[5, 7], [13, 15]])
+    assert_close(MaxPool2d.apply(x, kernel_size=3, stride=1).data[0, ..., 0], [[10, 11], [14, 15]])
 
 
 @pytest.mark.exercise("maxpool")
@@ -125,7 +135,7 @@ def test_maxpool_forward_expected():
 def test_maxpool_backward(kernel, stride):
     assert_gradcheck(
         lambda x: MaxPool2d.apply(x, kernel_size=kernel, stride=stride),
-        [distinct(2, 3, 7, 6)],
+        [distinct(3, 7, 6, 2)],
         tol=TOL,
         what=f"max pool kernel={kernel} stride={stride}",
     )
@@ -133,15 +143,16 @@ def test_maxpool_backward(kernel, stride):
 
 @pytest.mark.exercise("maxpool")
 def test_maxpool_ties_send_the_gradient_to_the_first_maximum():
-    x = Tensor(np.ones((1, 1, 2, 2)), requires_grad=True)
+    x = Tensor(np.ones((1, 2, 2, 1)), requires_grad=True)
     MaxPool2d.apply(x, kernel_size=2, stride=2).backward(np.full((1, 1, 1, 1), 3.0))
-    assert_close(x.grad, [[[[3, 0], [0, 0]]]], what="gradient of a window of equal values")
+    assert_close(x.grad[0, ..., 0], [[3, 0], [0, 0]], what="gradient of a window of equal values")
 
 
 def test_avgpool_forward_expected():
-    x = Tensor(np.arange(16.0).reshape(1, 1, 4, 4))
-    assert_close(AvgPool2d.apply(x, kernel_size=2, stride=2).data, [[[[2.5, 4.5], [10.5, 12.5]]]])
-    assert_close(AvgPool2d.apply(x, kernel_size=3, stride=1).data, [[[[5, 6], [9, 10]]]])
+    x = Tensor(np.arange(16.0).reshape(1, 4, 4, 1))
+    out = AvgPool2d.apply(x, kernel_size=2, stride=2).data[0, ..., 0]
+    assert_close(out, [[2.5, 4.5], [10.5, 12.5]])
+    assert_close(AvgPool2d.apply(x, kernel_size=3, stride=1).data[0, ..., 0], [[5, 6], [9, 10]])
 
 
 @pytest.mark.exercise("avgpool")
@@ -149,15 +160,15 @@ def test_avgpool_forward_expected():
 def test_avgpool_backward(kernel, stride):
     assert_gradcheck(
         lambda x: AvgPool2d.apply(x, kernel_size=kernel, stride=stride),
-        [rand(2, 3, 7, 6)],
+        [rand(3, 7, 6, 2)],
         tol=TOL,
         what=f"avg pool kernel={kernel} stride={stride}",
     )
 
 
 def test_global_avg_pool_forward_and_backward():
-    x = rand(2, 3, 4, 5)
-    assert_close(global_avg_pool2d(Tensor(x)).data, x.mean(axis=(2, 3)), what="global avg pool")
+    x = rand(3, 4, 5, 2)  # (C, H, W, N) -> (N, C)
+    assert_close(global_avg_pool2d(Tensor(x)).data, x.mean(axis=(1, 2)).T, what="global avg pool")
     assert_gradcheck(global_avg_pool2d, [x], tol=TOL, what="global avg pool")
 
 
@@ -169,24 +180,28 @@ def test_global_avg_pool_forward_and_backward():
     ],
 )
 def test_pool_modules_backward(module):
-    assert_gradcheck(module, [distinct(2, 3, 6, 6)], tol=TOL, what=type(module).__name__)
+    assert_gradcheck(module, [distinct(3, 6, 6, 2)], tol=TOL, what=type(module).__name__)
 
 
 # ----- batch norm -----
-@pytest.mark.parametrize("shape", [(6, 4), (4, 3, 2, 3)])
+# (N, D) features, statistics over axis 0; (C, H, W, N) feature maps, over axes 1, 2, 3
+STATISTICS_AXES = {2: (0,), 4: (1, 2, 3)}
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (3, 2, 3, 4)])
 def test_batchnorm_standardize_forward(shape):
     x = 3 + 2 * rand(*shape)
-    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    axes = STATISTICS_AXES[len(shape)]
     expected = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(
         x.var(axis=axes, keepdims=True) + 1e-5
     )
     assert_close(BatchStandardize.apply(Tensor(x)).data, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(6, 4), (4, 3, 2, 3)])
+@pytest.mark.parametrize("shape", [(6, 4), (3, 2, 3, 4)])
 def test_feature_mean_of_one_array_and_of_a_product(shape):
     x, y = rand(*shape), rand(*shape, seed=1)
-    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    axes = STATISTICS_AXES[len(shape)]
     x_dev, y_dev = backend.to_device(x), backend.to_device(y)
     assert_close(feature_mean(x_dev), x.mean(axis=axes, keepdims=True), rtol=1e-12)
     assert_close(feature_mean(x_dev, y_dev), (x * y).mean(axis=axes, keepdims=True), rtol=1e-12)
@@ -195,13 +210,13 @@ def test_feature_mean_of_one_array_and_of_a_product(shape):
 def test_feature_mean_in_float32_over_a_full_size_batch():
     """131,072 values per channel, as in the first layer at batch 128: the float32 sums stay
     within 1e-6 of the float64 mean (a plain running sum in float32 is off by 4e-6 here)."""
-    x = 3 + 2 * rand(128, 8, 32, 32)
+    x = 3 + 2 * rand(8, 32, 32, 128)
     mean = feature_mean(backend.to_device(x.astype(np.float32)))
-    assert_close(mean, x.mean(axis=(0, 2, 3), keepdims=True), rtol=1e-6, what="channel means")
+    assert_close(mean, x.mean(axis=(1, 2, 3), keepdims=True), rtol=1e-6, what="channel means")
 
 
 @pytest.mark.exercise("batchnorm")
-@pytest.mark.parametrize("shape", [(6, 4), (4, 3, 2, 3)])
+@pytest.mark.parametrize("shape", [(6, 4), (3, 2, 3, 4)])
 def test_batchnorm_standardize_backward(shape):
     assert_gradcheck(
         BatchStandardize.apply, [3 + 2 * rand(*shape)], tol=TOL, what=f"standardize {shape}"
@@ -209,16 +224,37 @@ def test_batchnorm_standardize_backward(shape):
 
 
 @pytest.mark.exercise("batchnorm")
-@pytest.mark.parametrize("layer, shape", [(nn.BatchNorm1d, (6, 4)), (nn.BatchNorm2d, (4, 3, 2, 3))])
+@pytest.mark.parametrize("shape, features", [((6, 4), 4), ((3, 2, 3, 4), 3)])
+def test_batchnorm_op_backward(shape, features):
+    """γ and β away from 1 and 0, so a gradient that forgets γ, or swaps dγ and dβ, shows."""
+    assert_gradcheck(
+        lambda x, gamma, beta: BatchNorm.apply(x, gamma, beta),
+        [3 + 2 * rand(*shape), rand(features, seed=1), rand(features, seed=2)],
+        tol=TOL,
+        what=f"batch norm {shape}",
+    )
+
+
+def test_batchnorm_op_is_the_affine_map_of_the_standardisation():
+    x, gamma, beta = 3 + 2 * rand(3, 2, 3, 4), rand(3, seed=1), rand(3, seed=2)
+    expected = BatchStandardize.apply(Tensor(x)).data * gamma[:, None, None, None]
+    out = BatchNorm.apply(Tensor(x), Tensor(gamma), Tensor(beta)).data
+    assert_close(out, expected + beta[:, None, None, None], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.exercise("batchnorm")
+@pytest.mark.parametrize(
+    "layer, shape, features", [(nn.BatchNorm1d, (6, 4), 4), (nn.BatchNorm2d, (3, 2, 3, 4), 3)]
+)
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("training", [True, False])
-def test_batchnorm_module_backward(layer, shape, affine, training):
-    bn = layer(shape[1], affine=affine).astype("float64")
+def test_batchnorm_module_backward(layer, shape, features, affine, training):
+    bn = layer(features, affine=affine).astype("float64")
     # Statistics and affine parameters away from their initial 0s and 1s, so a mix-up shows.
-    bn.running_mean.data[...] = backend.to_device(rand(shape[1], seed=1))
-    bn.running_var.data[...] = backend.to_device(1 + rand(shape[1], seed=2) ** 2)
+    bn.running_mean.data[...] = backend.to_device(rand(features, seed=1))
+    bn.running_var.data[...] = backend.to_device(1 + rand(features, seed=2) ** 2)
     for seed, parameter in enumerate(bn.parameters(), start=3):
-        parameter.data[...] = backend.to_device(rand(shape[1], seed=seed))
+        parameter.data[...] = backend.to_device(rand(features, seed=seed))
     bn.train(training)
     assert_gradcheck(
         bn,

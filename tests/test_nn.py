@@ -19,7 +19,7 @@ class Net(nn.Module):
         self.head = nn.Sequential(nn.GlobalAvgPool2d(), nn.Linear(4, 2, rng=rng))
 
     def forward(self, x):
-        x = self.stem(x)
+        x = self.stem(x.transpose(1, 2, 3, 0))  # (N, C, H, W) images -> (C, H, W, N)
         for block in self.blocks:
             x = block(x)
         return self.head(x)
@@ -91,14 +91,14 @@ def test_zero_grad_clears_every_gradient():
 
 def test_running_statistics_change_only_in_training():
     bn = nn.BatchNorm2d(3)
-    x = Tensor(5 + 2 * np.random.default_rng(0).standard_normal((8, 3, 4, 4)))
+    x = Tensor(5 + 2 * np.random.default_rng(0).standard_normal((3, 4, 4, 8)))  # (C, H, W, N)
     bn.eval()
     bn(x)
     assert_close(bn.running_mean.data, np.zeros(3), what="running mean after an eval step")
     assert_close(bn.running_var.data, np.ones(3), what="running var after an eval step")
     bn.train()
     bn(x)
-    values = x.numpy().transpose(1, 0, 2, 3).reshape(3, -1)
+    values = x.numpy().reshape(3, -1)
     assert_close(bn.running_mean.data, 0.1 * values.mean(axis=1), rtol=1e-5)
     assert_close(bn.running_var.data, 0.9 + 0.1 * values.var(axis=1, ddof=1), rtol=1e-5)
 
@@ -178,17 +178,19 @@ def test_sequential_rejects_what_is_not_a_module():
 
 
 def test_layers_reject_the_wrong_layout():
-    with pytest.raises(ValueError, match=r"BatchNorm2d\(3\) needs \(N, C, H, W\) input"):
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(3\) needs \(C, H, W, N\) input"):
         nn.BatchNorm2d(3)(Tensor(np.zeros((4, 3))))
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(3\) needs \(C, H, W, N\) input"):
+        nn.BatchNorm2d(3)(Tensor(np.zeros((4, 3, 5, 5))))  # (N, C, H, W): the batch first
     with pytest.raises(ValueError, match="more than one value per feature"):
         nn.BatchNorm1d(3)(Tensor(np.zeros((1, 3))))
-    with pytest.raises(ValueError, match=r"conv2d needs x \(N, C, H, W\)"):
-        nn.Conv2d(3, 4, 3)(Tensor(np.zeros((1, 2, 5, 5))))
+    with pytest.raises(ValueError, match=r"conv2d needs x \(C, H, W, N\)"):
+        nn.Conv2d(3, 4, 3)(Tensor(np.zeros((1, 3, 5, 5))))  # (N, C, H, W): the batch first
 
 
 def test_pooling_and_flatten_shapes():
-    x = Tensor(np.zeros((2, 3, 8, 6)))
-    assert nn.MaxPool2d(2)(x).shape == (2, 3, 4, 3)
-    assert nn.AvgPool2d(3, stride=2)(x).shape == (2, 3, 3, 2)
+    x = Tensor(np.zeros((3, 8, 6, 2)))  # (C, H, W, N)
+    assert nn.MaxPool2d(2)(x).shape == (3, 4, 3, 2)
+    assert nn.AvgPool2d(3, stride=2)(x).shape == (3, 3, 2, 2)
     assert nn.GlobalAvgPool2d()(x).shape == (2, 3)
-    assert nn.Flatten()(x).shape == (2, 3 * 8 * 6)
+    assert nn.Flatten()(Tensor(np.zeros((2, 3, 8, 6)))).shape == (2, 3 * 8 * 6)

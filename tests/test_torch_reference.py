@@ -1,7 +1,10 @@
 """Forward and backward against PyTorch, with identical inputs, weights and upstream gradients.
 
 float64 must agree to rounding (1e-10); float32 to what its 7 digits allow. Skipped where
-torch is not installed; the library itself never imports it.
+torch is not installed; the library itself never imports it. tinybt's 2-D layers take
+(C, H, W, N) feature maps, torch's (N, C, H, W): `batch_last` and `batch_first` permute
+around ours, as Tensor transposes, so the comparisons (gradients included) are in torch's
+layout.
 """
 
 import numpy as np
@@ -21,6 +24,16 @@ DTYPES = list(TOLERANCES)
 
 def rand(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
+
+
+def batch_last(x):
+    """(N, C, H, W) Tensor -> (C, H, W, N), the layout of tinybt's 2-D layers."""
+    return x.transpose(1, 2, 3, 0)
+
+
+def batch_first(x):
+    """(C, H, W, N) Tensor -> (N, C, H, W)."""
+    return x.transpose(3, 0, 1, 2)
 
 
 def both(array, dtype):
@@ -58,7 +71,9 @@ def compare_functions(ours_fn, torch_fn, arrays, dtype, what):
 def test_conv2d_matches_torch(dtype, stride, padding, bias):
     arrays = [rand(4, 3, 9, 8), rand(5, 3, 3, 3, seed=1)] + ([rand(5, seed=2)] if bias else [])
     compare_functions(
-        lambda *t: ops.Conv2d.apply(*t, stride=stride, padding=padding),
+        lambda x, *w: batch_first(
+            ops.Conv2d.apply(batch_last(x), *w, stride=stride, padding=padding)
+        ),
         lambda *t: F.conv2d(*t, stride=stride, padding=padding),
         arrays,
         dtype,
@@ -72,14 +87,18 @@ def test_pooling_matches_torch(dtype, kernel, stride):
     # distinct values: with ties the two libraries could route max pooling's gradient apart
     x = np.random.default_rng(0).permutation(2 * 3 * 7 * 8).reshape(2, 3, 7, 8) / 100
     compare_functions(
-        lambda t: ops.MaxPool2d.apply(t, kernel_size=kernel, stride=stride),
+        lambda t: batch_first(
+            ops.MaxPool2d.apply(batch_last(t), kernel_size=kernel, stride=stride)
+        ),
         lambda t: F.max_pool2d(t, kernel, stride),
         [x],
         dtype,
         f"max pool kernel={kernel} stride={stride}",
     )
     compare_functions(
-        lambda t: ops.AvgPool2d.apply(t, kernel_size=kernel, stride=stride),
+        lambda t: batch_first(
+            ops.AvgPool2d.apply(batch_last(t), kernel_size=kernel, stride=stride)
+        ),
         lambda t: F.avg_pool2d(t, kernel, stride),
         [x],
         dtype,
@@ -90,7 +109,7 @@ def test_pooling_matches_torch(dtype, kernel, stride):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_global_avg_pool_matches_torch(dtype):
     compare_functions(
-        ops.global_avg_pool2d,
+        lambda t: ops.global_avg_pool2d(batch_last(t)),  # (N, C) either way
         lambda t: F.adaptive_avg_pool2d(t, 1).flatten(1),
         [rand(2, 3, 5, 4)],
         dtype,
@@ -141,7 +160,8 @@ def test_batchnorm_matches_torch_in_training_then_eval(dtype, layer, torch_layer
         getattr(ours, mode)()
         getattr(theirs, mode)()
         x, x_torch = both(3 + 2 * rand(*shape, seed=7), dtype)
-        out, expected = ours(x), theirs(x_torch)
+        out = batch_first(ours(batch_last(x))) if x.ndim == 4 else ours(x)
+        expected = theirs(x_torch)
         run_backward(out, expected)
         what = f"{layer.__name__} {mode} affine={affine}"
         check(out.data, expected, dtype, f"{what}: forward")

@@ -26,6 +26,10 @@ class Encoder(nn.Module):
 
     Stage s has widths[s] channels; its first conv has stride strides[s] (2 halves H and W),
     and `blocks` convs in all. F = widths[-1].
+
+    `layers` work on feature maps laid out (C, H, W, N), the batch innermost (notebook 03
+    explains why): `forward` turns the images around once on the way in, and the global
+    pooling at the end hands back (N, F).
     """
 
     def __init__(
@@ -57,7 +61,7 @@ class Encoder(nn.Module):
         self.out_features = channels
 
     def forward(self, x):
-        return self.layers(x)
+        return self.layers(x.transpose(1, 2, 3, 0))  # (N, C, H, W) -> (C, H, W, N)
 
 
 class Projector(nn.Module):

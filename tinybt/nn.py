@@ -18,6 +18,7 @@ import numpy as np
 from tinybt import backend, ops
 from tinybt.checkpoint import atomic_savez, read_npz
 from tinybt.errors import TinyBTError
+from tinybt.ops.batchnorm import feature_axis
 from tinybt.ops.conv import pair
 from tinybt.tensor import Tensor, is_grad_enabled
 
@@ -166,7 +167,8 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution.  x: (N, in_channels, H, W) -> (N, out_channels, OH, OW), see ops.Conv2d.
+    """2-D convolution.  x: (in_channels, H, W, N) -> (out_channels, OH, OW, N), the batch
+    innermost as in every 2-D layer here (see ops.Conv2d).
 
     weight: (out_channels, in_channels, KH, KW); bias: (out_channels,). kernel_size is an int
     or a pair (KH, KW); stride and padding are ints.
@@ -188,7 +190,7 @@ class Conv2d(Module):
 
 
 class _BatchNorm(Module):
-    """y = γ x̂ + β, x̂ each feature standardised (see ops.BatchStandardize).
+    """y = γ x̂ + β, x̂ each feature standardised (see ops.BatchNorm and ops.BatchStandardize).
 
     In training mode x̂ uses the batch's mean and biased variance, and the running averages
     (momentum 0.1, unbiased variance, as in PyTorch), which this layer owns, are updated. A
@@ -210,29 +212,35 @@ class _BatchNorm(Module):
         self.running_var = Buffer(np.ones(num_features, np.float32))
 
     def forward(self, x):
-        if x.ndim != self.ndim or x.shape[1] != self.num_features:
+        if x.ndim != self.ndim or x.shape[feature_axis(x)] != self.num_features:
             raise ValueError(
                 f"{type(self).__name__}({self.num_features}) needs {self.layout} input with "
-                f"{self.num_features} features on axis 1, got shape {x.shape}"
+                f"{self.num_features} features, got shape {x.shape}"
             )
-        shape = (1, -1) + (1,) * (x.ndim - 2)  # one value per feature, broadcast along axis 1
         if self.training:
-            standardize = ops.BatchStandardize()
-            x_hat = standardize(x, eps=self.eps)
+            if self.affine:  # γ and β inside the op: its backward shares their sums
+                op = ops.BatchNorm()
+                y = op(x, self.gamma, self.beta, eps=self.eps)
+            else:
+                op = ops.BatchStandardize()
+                y = op(x, eps=self.eps)
             if is_grad_enabled():
-                self._update_running_statistics(standardize)
-        else:
-            xp = backend.get_array_module(self.running_var.data)
-            mean = self.running_mean.data.reshape(shape)
-            inv_std = 1 / xp.sqrt(self.running_var.data.reshape(shape) + self.eps)
-            x_hat = (x - mean) * inv_std
+                self._update_running_statistics(op)
+            return y
+        shape = [1] * x.ndim  # one value per feature, broadcast along the feature axis
+        shape[feature_axis(x)] = -1
+        xp = backend.get_array_module(self.running_var.data)
+        mean = self.running_mean.data.reshape(shape)
+        inv_std = 1 / xp.sqrt(self.running_var.data.reshape(shape) + self.eps)
+        x_hat = (x - mean) * inv_std
         if not self.affine:
             return x_hat
         return x_hat * self.gamma.reshape(shape) + self.beta.reshape(shape)
 
     def _update_running_statistics(self, standardize):
         """r = (1 - momentum) r + momentum b, as PyTorch's batch norm: b is the batch mean, or
-        for the variance the unbiased m σ² / (m - 1), from the op that just standardised."""
+        for the variance the unbiased m σ² / (m - 1), from the op that just standardised
+        (BatchNorm or BatchStandardize)."""
         m = standardize.count
         for running, batch in (
             (self.running_mean.data, standardize.mean),
@@ -249,9 +257,9 @@ class BatchNorm1d(_BatchNorm):
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch norm of (N, C, H, W) feature maps, statistics per channel over N, H and W."""
+    """Batch norm of (C, H, W, N) feature maps, statistics per channel over H, W and N."""
 
-    ndim, layout = 4, "(N, C, H, W)"
+    ndim, layout = 4, "(C, H, W, N)"
 
 
 class ReLU(Module):
@@ -280,19 +288,20 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    """The maximum of each window.  (N, C, H, W) -> (N, C, OH, OW), see ops.MaxPool2d."""
+    """The maximum of each window.  (C, H, W, N) -> (C, OH, OW, N), see ops.MaxPool2d."""
 
     op = ops.MaxPool2d
 
 
 class AvgPool2d(_Pool2d):
-    """The mean of each window.  (N, C, H, W) -> (N, C, OH, OW), see ops.AvgPool2d."""
+    """The mean of each window.  (C, H, W, N) -> (C, OH, OW, N), see ops.AvgPool2d."""
 
     op = ops.AvgPool2d
 
 
 class GlobalAvgPool2d(Module):
-    """The mean of each channel over the image.  (N, C, H, W) -> (N, C)."""
+    """The mean of each channel over the image.  (C, H, W, N) -> (N, C): the batch back in
+    front, as Linear and BatchNorm1d take it."""
 
     def forward(self, x):
         return ops.global_avg_pool2d(x)

@@ -1,6 +1,6 @@
 """Differentiable ops: each a Function with a forward and an explicit backward on raw arrays."""
 
-from tinybt.ops.batchnorm import BatchStandardize
+from tinybt.ops.batchnorm import BatchNorm, BatchStandardize
 from tinybt.ops.conv import Conv2d, col2im, im2col
 from tinybt.ops.elementwise import Add, Exp, Log, Mul, Pow, ReLU, unbroadcast
 from tinybt.ops.matmul import MatMul
@@ -11,6 +11,7 @@ from tinybt.ops.shape import GetItem, Reshape, Transpose
 __all__ = [
     "Add",
     "AvgPool2d",
+    "BatchNorm",
     "BatchStandardize",
     "Conv2d",
     "Exp",

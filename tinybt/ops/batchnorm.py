@@ -1,37 +1,57 @@
 """Batch standardisation, the heart of batch norm, with a fused, hand-derived backward.
 
 Batch norm (Ioffe & Szegedy, 2015) standardises each feature over the batch and then applies
-a learnt affine map: y = γ x̂ + β. Only the standardisation x̂ needs an op of its own: its
-mean and variance depend on every row of the batch, and writing its gradient as one formula
-is both faster and easier to check than composing it from a dozen primitive ops. The affine
-part, and evaluation with fixed running statistics, are plain elementwise arithmetic (see
-tinybt.nn.BatchNorm1d). The Barlow Twins loss standardises its embeddings with the same op.
+a learnt affine map: y = γ x̂ + β. The standardisation x̂ needs an op of its own: its mean
+and variance depend on every row of the batch, and writing its gradient as one formula is
+both faster and easier to check than composing it from a dozen primitive ops. The Barlow
+Twins loss standardises its embeddings with that op, BatchStandardize. Batch norm's layer in
+training uses BatchNorm, the same op with γ and β inside: the gradients of γ and β are the
+two sums the standardisation's backward computes anyway, so fusing them saves three passes
+over the activations (notebook 03 has the timings). Evaluation with fixed running
+statistics is plain elementwise arithmetic (see tinybt.nn.BatchNorm2d).
 """
 
 from tinybt.backend import get_array_module
 from tinybt.tensor import Function
 
+# The axes of each layout, one letter each, as einsum spells them; c is the feature axis:
+# (N, D) features, or (C, H, W, N) feature maps with the batch innermost (tinybt.ops.conv).
+AXES = {2: "nc", 4: "chwn"}
+
+
+def feature_axis(x):
+    """The axis that holds the features of x: 1 for (N, D), 0 for (C, H, W, N)."""
+    return AXES[x.ndim].index("c")
+
 
 def feature_mean(*arrays):
-    """The mean of the product of `arrays` over every axis but axis 1, the feature axis.
+    """The mean of the product of `arrays` over every axis but the feature axis.
 
-    arrays: one or more of the same shape, (N, D) or (N, C, H, W) -> (1, D) or (1, C, 1, 1),
+    arrays: one or more of the same shape, (N, D) or (C, H, W, N) -> (1, D) or (C, 1, 1, 1),
     which broadcasts against them. feature_mean(x) is the mean of each feature, and
-    feature_mean(x, y) the mean of x ⊙ y, without making x ⊙ y. einsum spells the sum out
-    index by index ("nchw,nchw->c": Σ_n,h,w x y), and on the CPU it is two to three times as
-    fast as (x * y).mean(axis=(0, 2, 3)), which batch norm would run on every activation.
+    feature_mean(x, y) the mean of x ⊙ y, without making x ⊙ y. einsum spells the sum over
+    the batch out index by index ("chwn,chwn->chw": Σ_n x y, for each pixel of each channel);
+    the pixels' sums are then added up by NumPy's pairwise sum. Two short float32 sums keep a
+    channel's mean over a whole layer (131,072 values) within 1e-6, which one long running
+    sum does not, and on the CPU the pair is faster than (x * y).mean(axis=(1, 2, 3)), which
+    batch norm would run on every activation.
     """
     x = arrays[0]
-    indices = "nchw"[: x.ndim]
-    sums = get_array_module(x).einsum(",".join([indices] * len(arrays)) + "->c", *arrays)
-    return sums.reshape((1, -1) + (1,) * (x.ndim - 2)) / (x.size // x.shape[1])
+    indices = AXES[x.ndim]
+    per_pixel = get_array_module(x).einsum(
+        ",".join([indices] * len(arrays)) + "->" + indices.replace("n", ""), *arrays
+    )
+    sums = per_pixel.reshape(len(per_pixel), -1).sum(axis=1)  # (D,) or (C,)
+    shape = [1] * x.ndim
+    shape[feature_axis(x)] = -1
+    return sums.reshape(shape) / (x.size // sums.size)
 
 
 class BatchStandardize(Function):
     """x̂ = (x - μ) / sqrt(σ² + eps) for each feature, μ and σ² its mean and biased variance
     over the batch.
 
-    x: (N, D), statistics over axis 0; or (N, C, H, W), statistics over axes 0, 2, 3 (each
+    x: (N, D), statistics over axis 0; or (C, H, W, N), statistics over axes 1, 2, 3 (each
     channel is one feature, seen at every pixel of every image) -> x̂, same shape.
 
     The op changes nothing outside itself. It keeps the batch statistics it used, `mean` and
@@ -50,10 +70,10 @@ class BatchStandardize(Function):
     def forward(self, x, eps=1e-5):
         if x.ndim not in (2, 4):
             raise ValueError(
-                f"batch standardisation needs (N, D) or (N, C, H, W) input, got shape {x.shape}"
+                f"batch standardisation needs (N, D) or (C, H, W, N) input, got shape {x.shape}"
             )
         xp = get_array_module(x)
-        self.count = x.size // x.shape[1]  # m: values per feature
+        self.count = x.size // x.shape[feature_axis(x)]  # m: values per feature
         if self.count < 2:
             raise ValueError(
                 f"batch statistics need more than one value per feature, got shape {x.shape}: "
@@ -75,4 +95,35 @@ class BatchStandardize(Function):
         mean_grad = feature_mean(grad)
         mean_grad_x_hat = feature_mean(grad, self.x_hat)
         return (self.inv_std * (grad - mean_grad - self.x_hat * mean_grad_x_hat),)
+        # END SOLUTION
+
+
+class BatchNorm(BatchStandardize):
+    """y = γ x̂ + β: batch standardisation followed by batch norm's affine map, in one op.
+
+    x: as in BatchStandardize; gamma, beta: (D,) or (C,), one per feature -> y, x's shape.
+    The batch statistics are kept as in BatchStandardize.
+
+    Backward. Write g = dL/dy, and means and sums over the m values of a feature. Then
+        dL/dβ = Σ g,   dL/dγ = Σ g ⊙ x̂,   dL/dx̂ = γ g,
+    and dL/dx̂ goes through the standardisation's backward. γ is one number per feature, so
+    the two means that backward takes are γ times those of g and g ⊙ x̂: the very sums dL/dβ
+    and dL/dγ are made of. Autograd, given γ x̂ + β as a Mul and an Add, would store γ g and
+    g ⊙ x̂, full-size arrays, and sum each anew.
+    """
+
+    def forward(self, x, gamma, beta, eps=1e-5):
+        x_hat = super().forward(x, eps)
+        shape = [1] * x.ndim  # one value per feature, broadcast along the feature axis
+        shape[feature_axis(x)] = -1
+        self.gamma = gamma.reshape(shape)
+        return x_hat * self.gamma + beta.reshape(shape)
+
+    def backward(self, grad):
+        # BEGIN SOLUTION batchnorm: return (dL/dx, dL/dgamma, dL/dbeta) for y = gamma x_hat + beta
+        # dL/dx = γ / σ̂ (g - mean(g) - x̂ mean(g ⊙ x̂)),  dL/dγ = m mean(g ⊙ x̂),  dL/dβ = m mean(g)
+        mean_grad = feature_mean(grad)
+        mean_grad_x_hat = feature_mean(grad, self.x_hat)
+        dx = self.gamma * self.inv_std * (grad - mean_grad - self.x_hat * mean_grad_x_hat)
+        return dx, self.count * mean_grad_x_hat.reshape(-1), self.count * mean_grad.reshape(-1)
         # END SOLUTION

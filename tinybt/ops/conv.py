@@ -6,12 +6,15 @@ the fastest thing a BLAS library does) computes every output of every filter for
 batch at once. Its backward is a GEMM again, followed by `col2im`, which adds each column back
 onto the patch it came from; col2im is the adjoint (the transpose) of im2col.
 
-Layout, chosen so that all three GEMMs run on contiguous matrices without copies:
+Feature maps are laid out (C, H, W, N): channels first, the batch innermost. The encoder turns
+its (N, C, H, W) images around once at its entrance (tinybt.model.Encoder); notebook 03 shows
+why, with timings. Every copy im2col and col2im make then moves rows of N contiguous numbers,
+and all three GEMMs run on contiguous matrices whose products need no rearranging:
 
-    cols     (C KH KW, N OH OW)    row (c, i, j): input channel c at kernel offset (i, j)
-                                   column (n, oh, ow): one output pixel of one image
+    cols     (C KH KW, OH OW N)    row (c, i, j): input channel c at kernel offset (i, j)
+                                   column (oh, ow, n): one output pixel of one image
     weight   (F, C KH KW)          the filters, each flattened like a column: a free reshape
-    output   (F, N OH OW)          rearranged once to (N, F, OH, OW)
+    output   (F, OH OW N)          already (F, OH, OW, N), the next layer's input: a free reshape
 """
 
 from tinybt.backend import get_array_module
@@ -31,79 +34,75 @@ def output_size(size, kernel, stride, padding):
 def offset(i, j, OH, OW, stride):
     """Index of the entry at kernel offset (i, j) of every window, for OH x OW windows.
 
-    x[offset(i, j, ...)] is (..., OH, OW): rows i, i + stride, ... and columns j, j + stride,
-    ... of the last two axes, one strided view, no copy.
+    x[offset(i, j, ...)] of x: (C, H, W, N) is (C, OH, OW, N): rows i, i + stride, ... and
+    columns j, j + stride, ... of axes 1 and 2, one strided view, no copy.
     """
-    return ..., slice(i, i + stride * OH, stride), slice(j, j + stride * OW, stride)
+    return slice(None), slice(i, i + stride * OH, stride), slice(j, j + stride * OW, stride)
 
 
 def im2col(x, kernel_size, stride=1, padding=0):
-    """Every (C, KH, KW) patch of x as a column.  x: (N, C, H, W) -> cols (C KH KW, N OH OW).
+    """Every (C, KH, KW) patch of x as a column.  x: (C, H, W, N) -> cols (C KH KW, OH OW N).
 
     One strided slice per kernel offset (i, j): the entries that offset sees in every patch
     of every image, copied in one go. KH KW copies in all, no loop over images or pixels.
     """
     # BEGIN SOLUTION conv2d: copy every (C, KH, KW) patch of x into a column of cols
     xp = get_array_module(x)
-    N, C, H, W = x.shape
+    C, H, W, N = x.shape
     KH, KW = pair(kernel_size)
     OH, OW = output_size(H, KH, stride, padding), output_size(W, KW, stride, padding)
-    # Padded copy laid out (C, N, ...) like the columns, so each offset's copy below reads
-    # and writes memory in the same order: measurably faster than slicing x as it is.
-    x_pad = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=x.dtype)
-    x_pad[:, :, padding : padding + H, padding : padding + W] = x.transpose(1, 0, 2, 3)
-    cols = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
+    x_pad = xp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))  # zeros around H, W
+    cols = xp.empty((C, KH, KW, OH, OW, N), dtype=x.dtype)
     for i in range(KH):
         for j in range(KW):
             cols[:, i, j] = x_pad[offset(i, j, OH, OW, stride)]
-    return cols.reshape(C * KH * KW, N * OH * OW)
+    return cols.reshape(C * KH * KW, OH * OW * N)
     # END SOLUTION
 
 
 def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
-    """The adjoint of im2col: add each column back onto its patch.  -> (N, C, H, W) = x_shape.
+    """The adjoint of im2col: add each column back onto its patch.  -> (C, H, W, N) = x_shape.
 
-    cols: (C KH KW, N OH OW). An input pixel lies in up to KH KW patches (fewer at the
+    cols: (C KH KW, OH OW N). An input pixel lies in up to KH KW patches (fewer at the
     borders, and with stride > 1), so it receives the sum of those entries:
     <im2col(x), cols> = <x, col2im(cols)> for all x.
     """
     # BEGIN SOLUTION conv2d: add each column of cols back onto the patch of x it came from
     xp = get_array_module(cols)
-    N, C, H, W = x_shape
+    C, H, W, N = x_shape
     KH, KW = pair(kernel_size)
     OH, OW = output_size(H, KH, stride, padding), output_size(W, KW, stride, padding)
-    cols = cols.reshape(C, KH, KW, N, OH, OW)
-    dx_pad = xp.zeros((C, N, H + 2 * padding, W + 2 * padding), dtype=cols.dtype)
+    cols = cols.reshape(C, KH, KW, OH, OW, N)
+    dx_pad = xp.zeros((C, H + 2 * padding, W + 2 * padding, N), dtype=cols.dtype)
     for i in range(KH):
         for j in range(KW):
             # Within one offset the slice never repeats an entry, so += adds every term;
             # the overlaps between patches are summed across the loop.
             dx_pad[offset(i, j, OH, OW, stride)] += cols[:, i, j]
-    dx = dx_pad[:, :, padding : padding + H, padding : padding + W]
-    return xp.ascontiguousarray(dx.transpose(1, 0, 2, 3))
+    return dx_pad[:, padding : padding + H, padding : padding + W]  # a view: no copy
     # END SOLUTION
 
 
 class Conv2d(Function):
     """out = conv(x, weight) + bias, with `stride` and zero `padding` on each side.
 
-    x: (N, C, H, W), weight: (F, C, KH, KW), bias: (F,) or left out -> out: (N, F, OH, OW),
-    OH = (H + 2 padding - KH) // stride + 1 (likewise OW).
+    x: (C, H, W, N), the batch innermost; weight: (F, C, KH, KW); bias: (F,) or left out
+    -> out: (F, OH, OW, N), OH = (H + 2 padding - KH) // stride + 1 (likewise OW).
     Conv2d.apply(x, weight, stride=1, padding=0) has no bias; pass it third to add one.
 
     With W = weight as (F, C KH KW) and cols = im2col(x), out is the matrix O = W cols, so
-        dL/dW = G colsᵀ,   dL/dcols = Wᵀ G,   dL/dx = col2im(dL/dcols),   dL/dbias = Σ_n,oh,ow G
-    where G is grad as (F, N OH OW).
+        dL/dW = G colsᵀ,   dL/dcols = Wᵀ G,   dL/dx = col2im(dL/dcols),   dL/dbias = Σ_oh,ow,n G
+    where G is grad as (F, OH OW N).
     """
 
     def forward(self, x, weight, bias=None, stride=1, padding=0):
-        if x.ndim != 4 or weight.ndim != 4 or x.shape[1] != weight.shape[1]:
+        if x.ndim != 4 or weight.ndim != 4 or x.shape[0] != weight.shape[1]:
             raise ValueError(
-                f"conv2d needs x (N, C, H, W) and weight (F, C, KH, KW) with the same C, "
+                f"conv2d needs x (C, H, W, N) and weight (F, C, KH, KW) with the same C, "
                 f"got {x.shape} and {weight.shape}"
             )
         F, _, KH, KW = weight.shape
-        N, _, H, W = x.shape
+        _, H, W, N = x.shape
         OH, OW = output_size(H, KH, stride, padding), output_size(W, KW, stride, padding)
         if OH < 1 or OW < 1:
             raise ValueError(
@@ -113,17 +112,15 @@ class Conv2d(Function):
         self.x_shape, self.stride, self.padding = x.shape, stride, padding
         self.weight, self.has_bias = weight, bias is not None
         self.cols = im2col(x, (KH, KW), stride, padding)
-        out = weight.reshape(F, -1) @ self.cols  # (F, N OH OW): every output in one GEMM
+        out = weight.reshape(F, -1) @ self.cols  # (F, OH OW N): every output in one GEMM
         if bias is not None:
             out += bias[:, None]
-        return get_array_module(out).ascontiguousarray(
-            out.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)
-        )
+        return out.reshape(F, OH, OW, N)
 
     def backward(self, grad):
         # BEGIN SOLUTION conv2d: return (dL/dx, dL/dweight[, dL/dbias]) through im2col and GEMMs
         F = self.weight.shape[0]
-        grad = grad.transpose(1, 0, 2, 3).reshape(F, -1)  # G: (F, N OH OW), one copy
+        grad = grad.reshape(F, -1)  # G: (F, OH OW N), free
         dweight = (grad @ self.cols.T).reshape(self.weight.shape)
         if self.needs_grad[0]:  # not for the images entering the first layer
             dcols = self.weight.reshape(F, -1).T @ grad

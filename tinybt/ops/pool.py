@@ -1,5 +1,6 @@
 """Pooling: summarise each KH x KW window of every channel by its maximum or its mean.
 
+Feature maps are (C, H, W, N), the batch innermost, as for convolution (tinybt.ops.conv).
 Like im2col, the windows are visited one kernel offset (i, j) at a time: x[offset(i, j, ...)]
 is entry (i, j) of every window of every image and channel, so there is no loop over pixels.
 """
@@ -10,18 +11,18 @@ from tinybt.tensor import Function
 
 
 def _grid(shape, kernel_size, stride, what):
-    """(KH, KW, OH, OW) for pooling an (N, C, H, W) array of `shape`, or a one-line error."""
+    """(KH, KW, OH, OW) for pooling a (C, H, W, N) array of `shape`, or a one-line error."""
     if len(shape) != 4:
-        raise ValueError(f"{what} needs (N, C, H, W) input, got shape {shape}")
+        raise ValueError(f"{what} needs (C, H, W, N) input, got shape {shape}")
     KH, KW = pair(kernel_size)
-    OH, OW = output_size(shape[2], KH, stride, 0), output_size(shape[3], KW, stride, 0)
+    OH, OW = output_size(shape[1], KH, stride, 0), output_size(shape[2], KW, stride, 0)
     if OH < 1 or OW < 1:
-        raise ValueError(f"{what}: a {KH}x{KW} window does not fit in a {shape[2:]} input")
+        raise ValueError(f"{what}: a {KH}x{KW} window does not fit in a {shape[1:3]} input")
     return KH, KW, OH, OW
 
 
 class MaxPool2d(Function):
-    """out = the largest entry of each window.  x: (N, C, H, W) -> out: (N, C, OH, OW),
+    """out = the largest entry of each window.  x: (C, H, W, N) -> out: (C, OH, OW, N),
     windows KH x KW, `stride` apart, OH = (H - KH) // stride + 1 (likewise OW).
 
     d out/dx = 1 for the entry that is the window's maximum, 0 for the others: the gradient is
@@ -34,7 +35,7 @@ class MaxPool2d(Function):
     def forward(self, x, kernel_size, stride):
         xp = get_array_module(x)
         KH, KW, OH, OW = _grid(x.shape, kernel_size, stride, "max pooling")
-        # windows[k] is entry k = i KW + j of every window: (KH KW, N, C, OH, OW)
+        # windows[k] is entry k = i KW + j of every window: (KH KW, C, OH, OW, N)
         windows = xp.stack([x[offset(i, j, OH, OW, stride)] for i in range(KH) for j in range(KW)])
         self.argmax = windows.argmax(axis=0)
         self.x_shape, self.kernel, self.stride = x.shape, (KH, KW), stride
@@ -43,7 +44,7 @@ class MaxPool2d(Function):
     def backward(self, grad):
         # BEGIN SOLUTION maxpool: send each window's grad to the entry that was its maximum
         xp = get_array_module(grad)
-        (KH, KW), (OH, OW) = self.kernel, grad.shape[2:]
+        (KH, KW), (OH, OW) = self.kernel, grad.shape[1:3]
         dx = xp.zeros(self.x_shape, dtype=grad.dtype)
         for i in range(KH):
             for j in range(KW):
@@ -53,7 +54,7 @@ class MaxPool2d(Function):
 
 
 class AvgPool2d(Function):
-    """out = the mean of each window.  x: (N, C, H, W) -> out: (N, C, OH, OW), windows as in
+    """out = the mean of each window.  x: (C, H, W, N) -> out: (C, OH, OW, N), windows as in
     MaxPool2d.
 
     d out/dx = 1 / (KH KW) for each entry of the window: every entry receives grad / (KH KW),
@@ -69,7 +70,7 @@ class AvgPool2d(Function):
     def backward(self, grad):
         # BEGIN SOLUTION avgpool: spread each window's grad evenly over its KH KW entries
         xp = get_array_module(grad)
-        (KH, KW), (OH, OW) = self.kernel, grad.shape[2:]
+        (KH, KW), (OH, OW) = self.kernel, grad.shape[1:3]
         dx = xp.zeros(self.x_shape, dtype=grad.dtype)
         share = grad / (KH * KW)
         for i in range(KH):
@@ -80,11 +81,13 @@ class AvgPool2d(Function):
 
 
 def global_avg_pool2d(x):
-    """The mean of each channel over the whole image.  x: (N, C, H, W) Tensor -> (N, C).
+    """The mean of each channel over the whole image.  x: (C, H, W, N) Tensor -> (N, C).
 
-    Not an op of its own: it is x.mean(axis=(2, 3)), and autograd composes its backward
-    (every pixel receives grad / (H W)) from Sum and Mul.
+    Here the batch comes back to the front: the (C, N) means are transposed to the (N, C)
+    features that the rest of the network (Linear, BatchNorm1d) takes. Not an op of its own:
+    it is x.mean(axis=(1, 2)).T, and autograd composes its backward (every pixel receives
+    grad / (H W)) from Sum, Mul and Transpose.
     """
     if x.ndim != 4:
-        raise ValueError(f"global average pooling needs (N, C, H, W) input, got shape {x.shape}")
-    return x.mean(axis=(2, 3))
+        raise ValueError(f"global average pooling needs (C, H, W, N) input, got shape {x.shape}")
+    return x.mean(axis=(1, 2)).T
