@@ -2,8 +2,6 @@
 resumes exactly after Ctrl-C, no gradient reaches a target network, the EMA is the one BYOL
 writes down, and `python -m tinybt.evaluate` reads every method's run."""
 
-import signal
-
 import numpy as np
 import pytest
 
@@ -24,6 +22,8 @@ from tinybt.recipe import (
 )
 from tinybt.run import train
 from tinybt.tensor import Tensor
+
+from .test_train import interrupt_at
 
 # (name, Config changes): every method, and the EMA variants of claim 5
 VARIANTS = [
@@ -69,20 +69,6 @@ def test_every_method_lowers_its_loss_and_writes_its_files(tmp_path, name, chang
     assert any(key.startswith("predictor.") for key in model) == (
         config.method == "byol" or config.predictor
     )
-
-
-def interrupt_at(monkeypatch, step_number):
-    """Make training step `step_number` (from 1) send this process a real SIGINT."""
-    real_step, calls = run_module.train_step, []
-
-    def step_then_interrupt(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == step_number:
-            signal.raise_signal(signal.SIGINT)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(run_module, "train_step", step_then_interrupt)
-    return real_step
 
 
 def test_byol_resumes_exactly_after_ctrl_c(tmp_path, monkeypatch):
