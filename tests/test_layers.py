@@ -237,8 +237,8 @@ def test_batchnorm_op_backward(shape, features):
 
 def test_batchnorm_op_is_the_affine_map_of_the_standardisation():
     x, gamma, beta = 3 + 2 * rand(3, 2, 3, 4), rand(3, seed=1), rand(3, seed=2)
-    expected = BatchStandardize.apply(Tensor(x)).data * gamma[:, None, None, None]
-    out = BatchNorm.apply(Tensor(x), Tensor(gamma), Tensor(beta)).data
+    expected = BatchStandardize.apply(Tensor(x)).numpy() * gamma[:, None, None, None]
+    out = BatchNorm.apply(Tensor(x), Tensor(gamma), Tensor(beta)).numpy()
     assert_close(out, expected + beta[:, None, None, None], rtol=1e-12, atol=1e-12)
 
 
