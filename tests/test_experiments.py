@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 
@@ -19,6 +20,7 @@ from tinybt.comparison import (
 )
 from tinybt.errors import TinyBTError
 from tinybt.grids import grid, read_results, results_path, run_grid
+from tinybt.recipe import Config
 
 EXPERIMENTS = [sys.executable, "-m", "tinybt.experiments"]
 
@@ -44,6 +46,25 @@ def test_the_full_grids_hold_what_issue_13_asks_for():
         if tags["method"] == "barlow-1/D":
             assert config.lambd == 1 / tags["dimension"]
     assert all(c.shuffle_pixels for _, c in grid("shuffle").values())
+
+
+def test_the_budget_grid_is_the_cifar10_preset_for_every_method_and_ema():
+    preset = Config.preset("cifar10")
+    budget = grid("budget")
+    assert {tags["method"] for tags, _ in budget.values()} == {
+        "barlow",
+        "barlow-ema",
+        "byol",
+        "simclr",
+        "vicreg",
+    }
+    for tags, config in budget.values():
+        assert (config.dataset, config.epochs, config.batch_size) == ("cifar10", 100, 128)
+        # everything the preset sets but the method, its EMA and the EMA's starting rate
+        changed = {"method", "ema", "tau_base", "data_dir", "out"}
+        for field in set(asdict(preset)) - changed:
+            assert getattr(config, field) == getattr(preset, field), field
+        assert config.ema == (tags["method"] == "barlow-ema")
 
 
 def test_an_unknown_grid_or_run_is_refused_in_one_line(tmp_path):
@@ -173,3 +194,15 @@ def test_verdicts_follow_the_numbers():
 
 def test_missing_results_are_inconclusive():
     assert {v.verdict for v in verdicts({})} == {INCONCLUSIVE}
+
+
+def test_gains_are_measured_from_each_runs_random_encoder_and_skip_diverged_runs():
+    lines = [
+        line(0.55, 0.40, method="byol"),
+        {"name": "x", "tags": {"method": "vicreg", "seed": 0}, "error": "loss became NaN"},
+        line(0.45, 0.39, method="simclr"),
+    ]
+    rows = comparison.gains(lines)
+    assert [r[0] for r in rows] == ["byol", "simclr"]
+    assert rows[0][1:] == (0.55, 0.40, pytest.approx(0.15))
+    assert rows[1][3] == pytest.approx(0.06) and rows[1][3] < comparison.LEARNS

@@ -80,6 +80,23 @@ def describe(values):
     return f"{mean:.1%} ± {100 * spread:.1f} ({len(values)} seeds)"
 
 
+# ----- whether each method learns -----
+LEARNS = 0.10  # issue 13: 10 points of linear accuracy over the random-initialised encoder
+
+
+def gains(lines, metric="linear"):
+    """[(method, learned, random encoder, learned - random)] for each run among `lines` that
+    did not diverge, in their order: how far training took each encoder from its random
+    start (the budget grid has one run per method)."""
+    rows = []
+    for line in lines:
+        if "error" not in line:
+            learned = line["evaluation"]["learned"][metric]
+            random_init = line["evaluation"]["random_init"][metric]
+            rows.append((line["tags"]["method"], learned, random_init, learned - random_init))
+    return rows
+
+
 # ----- comparing -----
 def compare(a, b, threshold=THRESHOLD):
     """How accuracies `a` compare with `b` (lists over seeds): "higher", "lower", "same",
