@@ -23,6 +23,7 @@ from tinybt.checkpoint import (
     save_checkpoint,
 )
 from tinybt.errors import TinyBTError
+from tinybt.evaluate import evaluate_checkpoint
 
 POSIX = os.name == "posix"
 
@@ -236,4 +237,36 @@ def test_checkpoint_and_module_share_the_reader(tmp_path):
     one_line(error)
     with pytest.raises(TinyBTError, match="give an .npz file written by save") as error:
         nn.Linear(2, 3).load(path)
+    one_line(error)
+
+
+@pytest.mark.parametrize("meta", ["{not json", "[1, 2]", "3"])
+def test_a_checkpoint_whose_meta_is_not_tinybts_is_refused_in_one_line(tmp_path, meta):
+    model, _ = model_and_optimizer()
+    path = tmp_path / "checkpoint.npz"
+    state = {f"model/{k}": v for k, v in model.state_dict().items()}
+    atomic_savez(path, {**state, "meta": np.array(meta)})
+    with pytest.raises(TinyBTError, match="has a 'meta' that is not tinybt's") as error:
+        load_checkpoint(path)
+    one_line(error)
+
+
+def test_module_load_refuses_a_non_finite_file(tmp_path):
+    layer = nn.Linear(2, 3, rng=backend.rng(0))
+    state = layer.state_dict()
+    state["weight"][0, 1] = np.nan
+    atomic_savez(tmp_path / "layer.npz", state)
+    before = backend.to_host(layer.weight.data).copy()
+    with pytest.raises(NonFiniteError, match="holds NaN or inf in weight") as error:
+        layer.load(tmp_path / "layer.npz")
+    one_line(error)
+    np.testing.assert_array_equal(backend.to_host(layer.weight.data), before)
+
+
+@pytest.mark.parametrize("meta", [{}, {"config": {"no_such_option": 1}}])
+def test_evaluating_a_checkpoint_of_another_version_says_so_in_one_line(tmp_path, meta):
+    model, optimizer = model_and_optimizer()
+    save_checkpoint(tmp_path / "checkpoint.npz", model, optimizer, meta)
+    with pytest.raises(TinyBTError, match="written by another version of tinybt") as error:
+        evaluate_checkpoint(tmp_path)
     one_line(error)

@@ -189,9 +189,15 @@ def load_checkpoint(path):
             "train again with a lower learning rate",
             bad,
         )
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError:  # JSONDecodeError, and a meta that is not text
+        meta = None
+    if not isinstance(meta, dict):
+        raise TinyBTError(f"{path} has a 'meta' that is not tinybt's: give a tinybt checkpoint")
     model = {k.removeprefix("model/"): v for k, v in arrays.items() if k.startswith("model/")}
     optim = {k.removeprefix("optim/"): v for k, v in arrays.items() if k.startswith("optim/")}
-    return model, optim, json.loads(str(arrays["meta"]))
+    return model, optim, meta
 
 
 def generator_state(rng):

@@ -28,7 +28,7 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
     model_state, _, meta = load_checkpoint(checkpoint)
     try:
         config = Config(**meta["config"])
-    except TypeError:
+    except (KeyError, TypeError):  # no configuration, or one with other fields
         raise TinyBTError(
             f"{checkpoint} was written by another version of tinybt: evaluate it with that one"
         ) from None

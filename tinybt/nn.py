@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from tinybt import backend, ops
-from tinybt.checkpoint import atomic_savez, read_npz
+from tinybt.checkpoint import NonFiniteError, atomic_savez, first_non_finite, read_npz
 from tinybt.errors import TinyBTError
 from tinybt.ops.batchnorm import feature_axis
 from tinybt.ops.conv import pair
@@ -136,8 +136,17 @@ class Module:
         atomic_savez(path, self.state_dict())
 
     def load(self, path):
-        """Read parameters and buffers from an .npz file written by `save`."""
-        self.load_state_dict(read_npz(path, "give an .npz file written by save()"))
+        """Read parameters and buffers from an .npz file written by `save`; one holding NaN or
+        inf is refused, as `load_checkpoint` refuses it."""
+        state = read_npz(path, "give an .npz file written by save()")
+        bad = first_non_finite(state)
+        if bad is not None:
+            raise NonFiniteError(
+                f"{path} holds NaN or inf in {bad}: the model diverged before it was saved; "
+                "train again with a lower learning rate",
+                bad,
+            )
+        self.load_state_dict(state)
         return self
 
 
