@@ -1,8 +1,8 @@
 """Run the experiments of the review's claims:  python -m tinybt.experiments run GRID
 
-GRID is one of methods, augmentations, dimension, shuffle, or all (tinybt/grids.py defines
-them and states their budget). Finished runs are skipped, so the same command resumes a grid;
-several processes may run one grid together, each taking runs no other has started:
+GRID is one of budget, methods, augmentations, dimension, shuffle, or all (tinybt/grids.py
+defines them and states their budget). Finished runs are skipped, so the same command resumes
+a grid; several processes may run one grid together, each taking runs no other has started:
 
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
@@ -39,7 +39,7 @@ def parse_args(argv=None):
     run.add_argument(
         "--cifar",
         default=CIFAR_SUBSET,
-        help=f"the CIFAR-10 archive or folder for the methods grid (default: {CIFAR_SUBSET})",
+        help=f"the CIFAR-10 archive or folder of the CIFAR grids (default: {CIFAR_SUBSET})",
     )
     return parser.parse_args(argv)
 
