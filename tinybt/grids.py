@@ -20,13 +20,13 @@ them so that a grid can stop and resume across sessions and run in several proce
                    shapes' colours say nothing of their class, so shuffled pixels should
                    leave every method at chance
 
-The budget: the whole set in about two hours on a 2-core CPU, as two processes with one BLAS
-thread each, so 2 x 7,200 = 14,400 process-seconds. Measured with one thread on a shared
-2-core machine: an epoch of the CIFAR-10 subset (5,170 images, the cifar10 preset) takes
-about 21 s for Barlow Twins, 20 s for SimCLR, 22 s for VICReg, 26 s for BYOL (the target's
-forward), and evaluating a run (kNN and linear probe, learned and random encoders) about 25 s;
-an epoch of the shapes preset (5,000 images) about 5 s for Barlow Twins, SimCLR and VICReg,
-7 s for BYOL and --ema, 9-16 s at D = 2048, and evaluation about 5 s.
+The budget: the comparison grids (all but `budget`) in about two hours on a 2-core CPU, as two
+processes with one BLAS thread each, so 2 x 7,200 = 14,400 process-seconds. Measured with one
+thread on a shared 2-core machine: an epoch of the CIFAR-10 subset (5,170 images, the cifar10
+preset) takes about 21 s for Barlow Twins, 20 s for SimCLR, 22 s for VICReg, 26 s for BYOL
+(the target's forward), and evaluating a run (kNN and linear probe, learned and random
+encoders) about 25 s; an epoch of the shapes preset (5,000 images) about 5 s for Barlow Twins,
+SimCLR and VICReg, 7 s for BYOL and --ema, 9-16 s at D = 2048, and evaluation about 5 s.
 
     budget          5 runs x (100 epochs x ~23 s + 25 s)   ~11,600 s
     methods        10 runs x (15 epochs x ~22 s + 25 s)    ~ 3,550 s
@@ -74,8 +74,8 @@ from tinybt.run import read_metrics, train
 
 GRIDS = ("budget", "methods", "augmentations", "dimension", "shuffle", "shuffle-cifar")
 METHOD_NAMES = ("barlow", "byol", "simclr", "vicreg")
-CIFAR_EPOCHS = 15  # every run of the methods grid (the cifar10 preset: 100)
-SHAPES_EPOCHS = 20  # every run of the other grids (the shapes preset: 50)
+CIFAR_EPOCHS = 15  # every run of methods and shuffle-cifar (the cifar10 preset: 100)
+SHAPES_EPOCHS = 20  # every run of the shapes grids (the shapes preset: 50)
 SEEDS = (0, 1)
 DIMENSIONS = (16, 64, 256, 1024, 2048)
 TAU_BASE = 0.99  # solo-learn's CIFAR BYOL value: short runs need a target that moves
