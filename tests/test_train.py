@@ -11,7 +11,7 @@ import pytest
 
 from tinybt import backend
 from tinybt import run as run_module
-from tinybt.checkpoint import load_checkpoint
+from tinybt.checkpoint import atomic_savez, load_checkpoint
 from tinybt.errors import TinyBTError
 from tinybt.loss import cross_correlation
 from tinybt.recipe import Config, build_model, evaluate_run, first_images, load_split
@@ -226,6 +226,23 @@ def test_resume_refuses_flags_that_contradict_the_stored_run(tmp_path):
         config_from_args(parse_args(["--resume", "--out", config.out, "--projector", "64-64"]))
     same = config_from_args(parse_args(["--resume", "--out", config.out, "--seed", "0"]))
     assert same == config  # a flag that agrees with the stored run is fine
+
+
+@pytest.mark.parametrize("missing", ["config", "rng"])
+def test_resuming_a_checkpoint_without_the_run_state_says_so_in_one_line(tmp_path, capsys, missing):
+    """A checkpoint of another version (here: one key of the meta taken out) is refused by
+    name, before and after the stored configuration is read."""
+    config = tiny_config(tmp_path, epochs=1)
+    train(config, progress=False, log=None)
+    path = tmp_path / "run" / "checkpoint.npz"
+    with np.load(path) as saved:
+        arrays = dict(saved)
+    meta = json.loads(str(arrays["meta"]))
+    del meta[missing]
+    atomic_savez(path, {**arrays, "meta": np.array(json.dumps(meta))})
+    assert main(["--resume", "--out", config.out]) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"has no {missing} in its meta" in error and "\n" not in error
 
 
 def test_ctrl_c_keeps_the_snapshots_of_the_interrupted_epoch(tmp_path, monkeypatch):

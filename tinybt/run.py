@@ -109,6 +109,23 @@ def checkpoint_to_resume(out):
     return path
 
 
+# What Run.save writes into a checkpoint's meta, and resuming reads back.
+RUN_META = ("config", "epoch", "batch", "order", "rng", "sums")
+
+
+def load_run_checkpoint(path):
+    """load_checkpoint for resuming: (model state, optimiser state, meta), refusing a meta that
+    lacks any of RUN_META (a checkpoint of another version of tinybt, or one made by hand)."""
+    model_state, optim_state, meta = load_checkpoint(path)
+    missing = [key for key in RUN_META if key not in meta]
+    if missing:
+        raise TinyBTError(
+            f"{path} has no {', '.join(missing)} in its meta: it was written by another version "
+            "of tinybt; resume it with that version, or start a new run in another --out"
+        )
+    return model_state, optim_state, meta
+
+
 def read_metrics(path):
     """The per-epoch records of metrics.jsonl. A torn last line (the process was killed while
     writing it) is dropped: the checkpoint, written after it, knows where the run stands."""
@@ -186,7 +203,7 @@ class Run:
 
     # ----- resume -----
     def _resume(self):
-        model_state, optim_state, meta = load_checkpoint(self.checkpoint_path)
+        model_state, optim_state, meta = load_run_checkpoint(self.checkpoint_path)
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optim_state)
         self.epoch, self.batch = meta["epoch"], meta["batch"]

@@ -9,10 +9,9 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import OneLineArgumentParser, TinyBTError
 from tinybt.recipe import PRESETS, Config
-from tinybt.run import checkpoint_to_resume, train
+from tinybt.run import checkpoint_to_resume, load_run_checkpoint, train
 
 # ----- command line -----
 # What --resume lets a flag change: where the run is and runs, not what it computes.
@@ -69,7 +68,7 @@ def config_from_args(args):
     if args.preset is not None:
         raise TinyBTError("--resume continues the stored run's options: drop --preset")
     out = given.get("out", Config.preset("shapes").out)
-    stored = load_checkpoint(checkpoint_to_resume(out))[2]["config"]
+    stored = load_run_checkpoint(checkpoint_to_resume(out))[2]["config"]
     try:
         config = Config(**stored)
     except TypeError:
