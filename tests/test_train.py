@@ -2,9 +2,13 @@
 saves, NaN stops with a message, and the command line speaks in one-line errors."""
 
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,6 +185,38 @@ def test_a_new_run_refuses_a_folder_holding_a_run_unless_told_to_overwrite(tmp_p
 
     again = train(replace(config, epochs=2), overwrite=True, progress=False, log=None)
     assert [record["epoch"] for record in again["metrics"]] == [1, 2]  # afresh, not appended
+
+
+def test_a_second_process_refuses_a_folder_that_a_run_is_using(tmp_path):
+    """Two runs started in one folder, the second before the first has saved anything: the
+    second refuses in one line, --overwrite or not, and deletes nothing."""
+    config = tiny_config(tmp_path, epochs=1)
+    out = Path(config.out)
+    run = Run(config, progress=False, log=None)  # holds the folder from here until it stops
+    (out / "checkpoint.npz").write_bytes(b"the first run's")
+    command = [sys.executable, "-m", "tinybt.train", "--preset", "tiny", "--out", config.out]
+    for extra in ([], ["--overwrite"]):
+        second = subprocess.run(command + extra, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert second.stderr.startswith(
+            f"error: {out} is in use by another run (its process id is in {out / 'run.lock'})"
+        )
+        assert "\n" not in second.stderr.strip()
+    assert (out / "checkpoint.npz").read_bytes() == b"the first run's"
+    run.train()
+    assert not (out / "run.lock").exists(), "a run that stops frees its folder"
+
+
+def test_a_lock_left_by_a_process_that_has_ended_is_taken_over(tmp_path):
+    config = tiny_config(tmp_path, epochs=1)
+    out = Path(config.out)
+    out.mkdir(parents=True)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (out / "run.lock").write_text(ended.stdout.strip())  # as a killed run leaves it
+    Run(config, progress=False, log=None)
+    assert (out / "run.lock").read_text() == str(os.getpid())
 
 
 def interrupt_at(monkeypatch, step_number):

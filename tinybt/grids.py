@@ -63,14 +63,13 @@ a run interrupted half-way resumes from its checkpoint.
 """
 
 import json
-import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from tinybt.errors import TinyBTError
 from tinybt.recipe import Config
-from tinybt.run import read_metrics, train
+from tinybt.run import claim, read_metrics, train
 
 GRIDS = ("budget", "methods", "augmentations", "dimension", "shuffle", "shuffle-cifar")
 METHOD_NAMES = ("barlow", "byol", "simclr", "vicreg")
@@ -275,9 +274,8 @@ def _lock_path(root, name, run):
 
 
 class _claim:
-    """A lock file for one run, created only if absent (O_EXCL), holding this process's id;
-    `claimed` is False when another live process holds it. A lock left by a killed process
-    (its id no longer running) is taken over."""
+    """The grid's lock file for one run (tinybt.run.claim); `claimed` is False when another
+    process that is still running holds it."""
 
     def __init__(self, root, name, run):
         self.path = _lock_path(root, name, run)
@@ -285,34 +283,9 @@ class _claim:
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if _alive(self.path):
-                    return False
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(handle, "w") as file:
-                file.write(str(os.getpid()))
-            self.claimed = True
-            return True
-        return False
+        self.claimed = claim(self.path)
+        return self.claimed
 
     def __exit__(self, *exc):
         if self.claimed:
             self.path.unlink(missing_ok=True)
-
-
-def _alive(lock):
-    """Whether the process whose id the lock file holds is still running."""
-    try:
-        pid = lock.read_text().strip()
-        if not pid:  # created a moment ago, its id not yet written
-            return True
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError, FileNotFoundError):
-        return False
-    except PermissionError:  # running, as another user
-        return True
-    return True

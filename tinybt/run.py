@@ -14,10 +14,12 @@ Files written to the run's folder (config.out):
     snapshots.npz       C on a fixed held-out batch at log-spaced steps (steps, matrices)
     cross_correlation.png / .gif   those snapshots, converging to the identity
     evaluation.json     kNN and linear-probe accuracy, learned vs random encoder
+    run.lock            while a process trains there: its process id
 """
 
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import asdict
@@ -64,17 +66,81 @@ RUN_FILES = (
 )
 
 
+LOCK = "run.lock"  # while a process trains in the folder: its id
+
+
+def process_alive(pid):
+    """Whether process `pid` is still running. On POSIX signal 0 checks and sends nothing; on
+    Windows os.kill would stop the process, so there every lock counts as held."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
+def held_by_another(lock):
+    """Whether the lock file `lock` (a Path) belongs to another process that is still running.
+
+    A lock holds its process's id; an empty one was created a moment ago, its id not yet
+    written, and counts as held. A lock whose process has ended (a killed run left it), or
+    that this very process wrote, does not.
+    """
+    try:
+        text = lock.read_text().strip()
+    except OSError:  # no lock; or no folder, which creating it will report
+        return False
+    if not text:
+        return True
+    try:
+        pid = int(text)
+    except ValueError:  # not a lock of ours
+        return False
+    return pid != os.getpid() and process_alive(pid)
+
+
+def claim(lock):
+    """Create the lock file `lock` holding this process's id. True if this process now holds
+    it; False if another process that is still running does. A stale lock is replaced."""
+    if held_by_another(lock):
+        return False
+    lock.unlink(missing_ok=True)
+    try:
+        with open(lock, "x") as file:  # "x": fails if the file exists, in one system call
+            file.write(str(os.getpid()))
+    except FileExistsError:  # another process claimed it since the check above
+        return False
+    return True
+
+
+def in_use(out):
+    """The error for a run folder that another run is training in."""
+    return TinyBTError(
+        f"{out} is in use by another run (its process id is in {out / LOCK}): wait for it to "
+        "stop, or choose another --out; delete that file if no tinybt run is using the folder"
+    )
+
+
 def prepare_folder(out, resume, overwrite):
     """Check that the run folder `out` can be used, before any work; create it if needed.
 
     A new run refuses a folder that holds another run's files, unless `overwrite` (then those
     files are deleted); `resume` needs the folder's checkpoint. The folder must be writable:
-    finding that out after an epoch of training would lose the epoch. Temporary files that a
-    killed run left while saving are removed.
+    finding that out after an epoch of training would lose the epoch. The folder is claimed
+    for this process (a lock, run.lock, that Run.train deletes when it stops) before anything
+    in it is deleted: with --overwrite, the old run's files, and temporary files that a killed
+    run left while saving. A second run started before the first has saved anything would
+    otherwise find none of its files and write over them.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinyBTError(f"--out {out} is a file, not a folder: give a folder for the run")
+    if held_by_another(out / LOCK):  # first: its files are a live run's, to leave alone
+        raise in_use(out)
     existing = [name for name in RUN_FILES if (out / name).exists()]
     if resume:
         checkpoint_to_resume(out)
@@ -85,12 +151,14 @@ def prepare_folder(out, resume, overwrite):
         )
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if overwrite and not resume:
-            for name in existing:
-                (out / name).unlink()
         probe = out / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
+        if not claim(out / LOCK):  # before deleting anything: a run may have started since
+            raise in_use(out)
+        if overwrite and not resume:
+            for name in existing:
+                (out / name).unlink()
         remove_stale_temporaries(out)
     except OSError as error:
         raise TinyBTError(
@@ -264,18 +332,23 @@ class Run:
             disable=None if self.progress else True,  # None: a bar on terminals and notebooks
         )
         interrupted = _InterruptFlag()
-        with interrupted, bar:
-            while self.epoch < c.epochs:
-                if self.order is None:
-                    self.order = self.rng.permutation(len(self.train_set))
-                if not self._train_epoch(interrupted, bar):
-                    self.save()
-                    self._save_snapshots(figure=False)
-                    self.log(f"interrupted: saved {self.checkpoint_path}; continue with --resume")
-                    raise KeyboardInterrupt
-                self._finish_epoch()
-        self._take_snapshot(self.total_steps)
-        self._save_snapshots(figure=True)
+        try:
+            with interrupted, bar:
+                while self.epoch < c.epochs:
+                    if self.order is None:
+                        self.order = self.rng.permutation(len(self.train_set))
+                    if not self._train_epoch(interrupted, bar):
+                        self.save()
+                        self._save_snapshots(figure=False)
+                        self.log(
+                            f"interrupted: saved {self.checkpoint_path}; continue with --resume"
+                        )
+                        raise KeyboardInterrupt
+                    self._finish_epoch()
+            self._take_snapshot(self.total_steps)
+            self._save_snapshots(figure=True)
+        finally:  # stopped, by the end, Ctrl-C or an error: the folder is free again
+            (self.out / LOCK).unlink(missing_ok=True)
         return self.metrics()
 
     def _train_epoch(self, interrupted, bar):
