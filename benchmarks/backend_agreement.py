@@ -25,11 +25,10 @@ from functools import partial
 import numpy as np
 
 from tinybt import backend
-from tinybt.loss import LAMBDA
-from tinybt.methods.objectives import barlow_twins_objective
-from tinybt.model import BarlowTwins
+from tinybt.methods import barlow_twins
+from tinybt.model import TwoViewNetwork
 from tinybt.optim import Adam
-from tinybt.recipe import train_step
+from tinybt.recipe import Objective, train_step
 
 WIDTHS, STRIDES, PROJECTOR = (32, 64, 128, 256), (1, 2, 2, 2), (512, 512, 512)
 LOSS_RTOL, GRAD_TOL = 1e-4, 1e-3
@@ -39,9 +38,9 @@ def two_steps(name, batch_size):
     """On backend `name`: the two losses and the first step's gradients {name: host array}."""
     backend.set_backend(name)
     rng = np.random.default_rng(0)
-    model = BarlowTwins(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)
+    model = TwoViewNetwork(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)
     optimizer = Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
-    objective = partial(barlow_twins_objective, lambd=LAMBDA, standardize=True)
+    objective = Objective(partial(barlow_twins.objective, lambd=barlow_twins.LAMBDA))
     shape = (batch_size, 3, 32, 32)
     views = [backend.to_device(rng.standard_normal(shape, np.float32)) for _ in "ab"]
     first, _ = train_step(model, optimizer, *views, objective)

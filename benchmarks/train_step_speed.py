@@ -39,12 +39,11 @@ from functools import partial
 import numpy as np
 
 from tinybt import backend, tensor
-from tinybt.loss import LAMBDA
-from tinybt.methods.objectives import barlow_twins_objective
-from tinybt.model import BarlowTwins
+from tinybt.methods import barlow_twins
+from tinybt.model import TwoViewNetwork
 from tinybt.ops import conv
 from tinybt.optim import Adam, Optimizer
-from tinybt.recipe import train_step
+from tinybt.recipe import Objective, train_step
 
 WIDTHS, STRIDES, PROJECTOR = (32, 64, 128, 256), (1, 2, 2, 2), (512, 512, 512)
 
@@ -53,9 +52,9 @@ def tinybt_step(batch_size):
     """A function that runs one tinybt training step (tinybt.recipe.train_step, as training
     runs it) on fixed random views."""
     rng = np.random.default_rng(0)
-    model = BarlowTwins(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)
+    model = TwoViewNetwork(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)
     optimizer = Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
-    objective = partial(barlow_twins_objective, lambd=LAMBDA, standardize=True)
+    objective = Objective(partial(barlow_twins.objective, lambd=barlow_twins.LAMBDA))
     shape = (batch_size, 3, 32, 32)
     views = [backend.to_device(rng.standard_normal(shape, np.float32)) for _ in range(2)]
 

@@ -135,10 +135,10 @@ PLANTED = {
     },
     "bt-loss": {
         "dL/dZ_a with G instead of its transpose": [
-            ("tinybt/loss.py", "self.z_b_hat @ dc.T / n", "self.z_b_hat @ dc / n"),
+            ("tinybt/methods/barlow_twins.py", "self.z_b_hat @ dc.T / n", "self.z_b_hat @ dc / n"),
         ],
         "standardisation's backward left out": [
-            ("tinybt/loss.py", "return dz_a, dz_b", "return dz_a_hat, dz_b_hat"),
+            ("tinybt/methods/barlow_twins.py", "return dz_a, dz_b", "return dz_a_hat, dz_b_hat"),
         ],
     },
     "nt-xent": {
@@ -304,7 +304,7 @@ def test_report_skips_modules_skipped_whole_but_keeps_every_test(tmp_path):
     "file, result",
     [
         ("tinybt/ops/batchnorm.py", "x̂_k mean(g ⊙ x̂)) / σ̂"),
-        ("tinybt/loss.py", "dL/dẐ_a = Ẑ_b Gᵀ / N"),
+        ("tinybt/methods/barlow_twins.py", "dL/dẐ_a = Ẑ_b Gᵀ / N"),
     ],
 )
 def test_the_result_to_derive_is_in_the_solution_not_in_the_copy(untouched, file, result):

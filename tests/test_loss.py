@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tinybt.gradcheck import assert_gradcheck
-from tinybt.loss import (
+from tinybt.methods.barlow_twins import (
     barlow_twins_loss,
     barlow_twins_loss_autograd,
     cross_correlation,

@@ -14,7 +14,8 @@ from pathlib import Path
 from tinybt import backend
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import OneLineArgumentParser, TinyBTError
-from tinybt.recipe import Config, build_model, evaluate_run, load_split, validate
+from tinybt.evaluation import evaluate_run
+from tinybt.recipe import Config, build_model, load_split, validate
 
 
 def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100, log=print):

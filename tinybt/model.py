@@ -85,8 +85,10 @@ class Projector(nn.Module):
         return self.layers(y)
 
 
-class BarlowTwins(nn.Module):
-    """Encoder followed by projector: an image batch (N, 3, H, W) -> embeddings (N, D)."""
+class TwoViewNetwork(nn.Module):
+    """Encoder followed by projector: an image batch (N, 3, H, W) -> embeddings (N, D). Every
+    method sends both views through one of these (and, with a target network, through a
+    second one that follows it: tinybt/methods/target.py)."""
 
     def __init__(
         self,
@@ -102,64 +104,6 @@ class BarlowTwins(nn.Module):
 
     def forward(self, x):
         return self.projector(self.encoder(x))
-
-
-class WithTarget(nn.Module):
-    """An online network, optionally a predictor, and a target network that follows the online
-    one as an exponential moving average (BYOL; Barlow Twins and VICReg with --ema).
-
-        online:    image (N, 3, H, W) -> encoder -> projector -> Z (N, D)     trained
-        predictor: Z (N, D) -> Q (N, D), or None                               trained
-        target:    the same architecture, weights as Buffers                  not trained
-
-    Called on images it is the online network, so evaluation, snapshots of C and the random
-    baseline see the online encoder (`.encoder`). `twin` is a second network built like
-    `online`; it becomes the target, its weights set to the online ones (an EMA with τ = 0,
-    how the target starts). Its weights are Buffers: saved in the checkpoint with the rest,
-    absent from `parameters()`, so the optimiser never holds them and no gradient reaches them.
-
-    The target's batch-norm running statistics are its own: its forward in training mode
-    updates them from the target's batch statistics, as PyTorch's BYOL implementations do
-    (their EMA averages the weights only). Training never reads them (the target always uses
-    batch statistics); they make the saved target a network that can run in eval mode.
-    """
-
-    def __init__(self, online, twin, predictor=None):
-        super().__init__()
-        self.online = online
-        self.predictor = predictor
-        self.target = frozen(twin)
-        for target, weight in zip(self.target_weights(), online.parameters(), strict=True):
-            target.data = weight.data.copy()
-
-    @property
-    def encoder(self):
-        return self.online.encoder
-
-    def forward(self, x):
-        return self.online(x)
-
-    def target_weights(self):
-        """The target's weights, in the order of `self.online.parameters()` (for the EMA)."""
-        buffers = self.target.named_buffers()
-        return [buffers[name] for name in self.online.named_parameters()]
-
-
-def frozen(module):
-    """`module` with each of its Parameters, and its children's, turned into a Buffer: still
-    saved, never trained."""
-    for part in _modules(module):
-        for name, value in list(vars(part).items()):
-            if isinstance(value, nn.Parameter):
-                setattr(part, name, nn.Buffer(value.data))
-    return module
-
-
-def _modules(module):
-    """`module` and every module below it."""
-    yield module
-    for child in module.named_children().values():
-        yield from _modules(child)
 
 
 def count_parameters(module):

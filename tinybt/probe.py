@@ -9,7 +9,7 @@ frozen encoder's features y (N, F) afterwards:
              tinybt's own engine; its test accuracy is the "linear probe" of the literature.
 
 Both are reported beside the same numbers for the encoder at its random initialisation
-(`tinybt.recipe.evaluate_run`): that gap is what self-supervision bought.
+(`tinybt.evaluation.evaluate_run`): that gap is what self-supervision bought.
 """
 
 import numpy as np

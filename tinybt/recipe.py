@@ -8,14 +8,15 @@ checkpoint. Nothing here reads the command line or writes files.
 One training step (`train_step`) is the whole method:
     two augmented views of a batch -> the same network -> embeddings Z_a, Z_b (N, D)
     -> loss = Barlow Twins(Z_a, Z_b) -> backward -> optimiser step.
-The other methods (--method byol | simclr | vicreg) change only the middle: their objective on
-one batch (tinybt/methods/objectives.py). BYOL, and Barlow Twins or VICReg with --ema, add a
-target network that follows the online one as an exponential moving average after each step.
+The methods (--method, tinybt/methods/) change only the middle, their objective on one batch,
+and what follows the step: BYOL, and Barlow Twins or VICReg with --ema, move a target network
+towards the online one. This module reads a method only through its `Method`
+(tinybt/methods/method.py), found by name in the registry `tinybt.methods.METHODS`.
 """
 
 import math
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -23,17 +24,13 @@ import numpy as np
 from tinybt import augment, backend
 from tinybt.data import DATASETS, load_dataset
 from tinybt.errors import TinyBTError
-from tinybt.loss import LAMBDA
-from tinybt.methods import byol, simclr, vicreg
-from tinybt.methods.objectives import OBJECTIVES
-from tinybt.model import BarlowTwins, WithTarget, parse_dims
+from tinybt.methods import METHODS
+from tinybt.methods import target as target_network
+from tinybt.model import TwoViewNetwork, parse_dims
 from tinybt.optim import OPTIMIZERS
-from tinybt.probe import evaluate_encoder, format_table
 from tinybt.tensor import Tensor
 
 AUGMENTATIONS = {"cifar": augment.cifar, "paper": augment.paper}
-METHODS = ("barlow", "byol", "simclr", "vicreg")
-VICREG_WEIGHTS = ("sim_coeff", "std_coeff", "cov_coeff")
 
 
 def option(default, help):
@@ -52,9 +49,8 @@ def backend_in_use():
 
 
 @dataclass
-class Config:
-    """Every choice a run makes. Saved in each checkpoint, so a run can be resumed and
-    evaluated from its folder alone. `validate(config)` checks it before any work starts."""
+class CommonConfig:
+    """The choices every run makes, whatever its method; `Config` adds the methods' own."""
 
     dataset: str = option("shapes", f"images to train on: {' | '.join(DATASETS)}")
     data_dir: str = option("data", "the dataset's folder, or a CIFAR-10 .tar.gz archive")
@@ -72,21 +68,6 @@ class Config:
     weight_decay: float = option(1e-6, "L2 penalty on the weights (decoupled for adamw)")
     warmup_epochs: float = option(1.0, "epochs of linear learning-rate warm-up before cosine")
     method: str = option("barlow", f"self-supervised method: {' | '.join(METHODS)}")
-    ema: bool = option(False, "barlow, vicreg: learn against an EMA target network (byol: always)")
-    predictor: bool = option(
-        False, "with --ema: BYOL's predictor on the online side (byol: always has it)"
-    )
-    lambd: float = option(LAMBDA, "barlow: λ, the weight of the off-diagonal (redundancy) term")
-    standardize: bool = option(True, "barlow: standardise embeddings along the batch (paper: yes)")
-    temperature: float = option(
-        simclr.TEMPERATURE, "simclr: τ of NT-Xent (0.5: the official code's CIFAR-10 value)"
-    )
-    sim_coeff: float = option(vicreg.SIM_COEFF, "vicreg: weight of the invariance term (paper)")
-    std_coeff: float = option(vicreg.STD_COEFF, "vicreg: weight of the variance term (paper)")
-    cov_coeff: float = option(vicreg.COV_COEFF, "vicreg: weight of the covariance term (paper)")
-    tau_base: float = option(
-        byol.TAU_BASE, "byol, --ema: EMA rate of the target at step 0, cosine to 1 (BYOL paper)"
-    )
     widths: str = option("32-64-128-256", "encoder channels per stage, e.g. 32-64-128-256")
     strides: str = option("1-2-2-2", "stride of each stage's first conv, one per width")
     blocks: int = option(1, "conv-BN-ReLU blocks per stage")
@@ -106,6 +87,38 @@ class Config:
         if name not in PRESETS:
             raise TinyBTError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
         return replace(cls(), **{**PRESETS[name], **changes})
+
+
+def method_options():
+    """{name: Option} of every registered method's options and of the target network's."""
+    options = dict(target_network.OPTIONS)
+    for method in METHODS.values():
+        options.update(method.options)
+    return options
+
+
+def users(name):
+    """The methods that use option `name`, as the help and the errors name them."""
+    if name == "tau_base":
+        return [m.name for m in METHODS.values() if m.target_objective is not None]
+    if name in target_network.OPTIONS:  # --ema, --predictor: where a target is a choice
+        return [m.name for m in METHODS.values() if m.objective and m.target_objective]
+    return [m.name for m in METHODS.values() if name in m.options]
+
+
+# Every choice a run makes: CommonConfig's, then each method's options (`method_options`), as
+# fields of one dataclass. Saved in each checkpoint, so a run can be resumed and evaluated
+# from its folder alone; `validate(config)` checks it before any work starts.
+Config = make_dataclass(
+    "Config",
+    [
+        (name, type(o.default), option(o.default, f"{', '.join(users(name))}: {o.help}"))
+        for name, o in method_options().items()
+    ],
+    bases=(CommonConfig,),
+    namespace={"__module__": __name__},
+)
+Config.__doc__ = "Every choice a run makes: CommonConfig's fields, then the methods' options."
 
 
 PRESETS = {
@@ -175,17 +188,13 @@ def validate(config):
             raise TinyBTError(
                 f"--{_flag(name)} must be at least {least}{why}, got {getattr(config, name)}"
             )
-    positive = ("lr", "temperature")
-    for name in (*positive, "weight_decay", "warmup_epochs", "lambd", *VICREG_WEIGHTS):
+    positive = ("lr",)
+    for name in (*positive, "weight_decay", "warmup_epochs"):
         value = getattr(config, name)
         if not math.isfinite(value) or value < 0 or (name in positive and value == 0):
             sign = "positive" if name in positive else "zero or positive"
             raise TinyBTError(f"--{_flag(name)} must be a finite, {sign} number, got {value}")
-    if not 0 <= config.tau_base <= 1:
-        raise TinyBTError(
-            f"--tau-base must be in [0, 1] (the share of the target kept each step), "
-            f"got {config.tau_base}"
-        )
+    _check_method_options(config)
     _check_target_options(config)
     if config.warmup_epochs > config.epochs:
         raise TinyBTError(
@@ -207,13 +216,42 @@ def validate(config):
         raise TinyBTError(f"augment_changes {config.augment_changes}: {error}") from None
 
 
+def _check_method_options(config):
+    """The run's method's options, each as its Option checks it, then together; any other
+    method's option left at its default (a value given to a method that ignores it would
+    silently change nothing)."""
+    method = METHODS[config.method]
+    for name, spec in method_options().items():
+        value = getattr(config, name)
+        if name in target_network.OPTIONS:
+            continue
+        if name not in method.options:
+            if value != spec.default:
+                raise TinyBTError(
+                    f"--{_flag(name)} is an option of {' and '.join(users(name))}, which "
+                    f"--method {method.name} does not use: drop it"
+                )
+            continue
+        problem = spec.check(value) if spec.check else None
+        if problem:
+            raise TinyBTError(f"--{_flag(name)} {problem}, got {value}")
+    problem = method.check(options_of(config)) if method.check else None
+    if problem:
+        raise TinyBTError(problem)
+
+
 def _check_target_options(config):
-    """--ema and --predictor only where they mean something."""
-    if config.method == "simclr" and (config.ema or config.predictor):
+    """--ema, --predictor and --tau-base only where they mean something."""
+    method = METHODS[config.method]
+    problem = target_network.OPTIONS["tau_base"].check(config.tau_base)
+    if problem:
+        raise TinyBTError(f"--tau-base {problem}, got {config.tau_base}")
+    if (config.ema or config.predictor) and method.target_objective is None:
         flag = "--ema" if config.ema else "--predictor"
+        always = [m.name for m in METHODS.values() if m.objective is None]
         raise TinyBTError(
-            f"{flag} is for barlow and vicreg (byol always has a target and predictor); "
-            "simclr learns from negatives, not a target: drop it"
+            f"{flag} is for {' and '.join(users('ema'))} ({', '.join(always)}: always); "
+            f"{method.name} never learns against a target network: drop it"
         )
     if config.predictor and not has_target(config):
         raise TinyBTError(
@@ -224,12 +262,12 @@ def _check_target_options(config):
 
 def has_target(config):
     """Whether the run learns against an EMA target network: BYOL always, others with --ema."""
-    return config.method == "byol" or config.ema
+    return METHODS[config.method].uses_target(config.ema)
 
 
-def has_predictor(config):
-    """Whether the online network ends in BYOL's predictor: BYOL always, others if asked."""
-    return config.method == "byol" or config.predictor
+def options_of(config):
+    """{name: value} of the options of the run's method, as its objectives take them."""
+    return {name: getattr(config, name) for name in METHODS[config.method].options}
 
 
 def _check_type(name, value, expected):
@@ -267,15 +305,16 @@ def build_model(config):
     online = _network(config, rng)
     if not has_target(config):
         return online
-    dims = parse_dims(config.projector)
-    # BYOL's predictor has the projector's shape (tinybt/methods/byol.py): D -> hidden -> D
-    head = byol.predictor(dims[-1], dims[0], rng) if has_predictor(config) else None
-    return WithTarget(online, _network(config, rng), head)
+    method = METHODS[config.method]
+    head = method.predictor or (target_network.predictor if config.predictor else None)
+    dims = parse_dims(config.projector)  # the predictor has the projector's shape: D -> hidden -> D
+    predictor = head(dims[-1], dims[0], rng) if head else None
+    return target_network.WithTarget(online, _network(config, rng), predictor)
 
 
 def _network(config, rng):
     """Encoder and projector: images (N, 3, H, W) -> embeddings (N, D)."""
-    return BarlowTwins(
+    return TwoViewNetwork(
         widths=parse_dims(config.widths),
         strides=parse_dims(config.strides),
         blocks=config.blocks,
@@ -284,17 +323,37 @@ def _network(config, rng):
     )
 
 
+@dataclass(frozen=True)
+class Objective:
+    """The run's method with its options bound: what one training step minimises, and what
+    follows the optimiser's step.
+
+    loss: (model, view_a, view_b) -> (loss, terms), as a Method's objective.
+    after_step: (model, step, total_steps) -> None, or None when nothing follows the step.
+    Called, an Objective is its loss.
+    """
+
+    loss: object
+    after_step: object = None
+
+    def __call__(self, model, view_a, view_b):
+        return self.loss(model, view_a, view_b)
+
+
 def build_objective(config):
-    """The method's objective on one batch with the run's hyperparameters bound:
-    (model, view_a, view_b) -> (loss, terms) (tinybt/methods/objectives.py)."""
-    hyperparameters = {
-        "barlow": dict(lambd=config.lambd, standardize=config.standardize),
-        "simclr": dict(temperature=config.temperature),
-        "vicreg": {name: getattr(config, name) for name in VICREG_WEIGHTS},
-        "byol": {},
-    }[config.method]
-    with_target = config.ema and config.method != "byol"  # BYOL's objective is its target's
-    return partial(OBJECTIVES[config.method + ("+ema" if with_target else "")], **hyperparameters)
+    """The method's Objective with the run's options bound (tinybt/methods/)."""
+    method = METHODS[config.method]
+    if not has_target(config):
+        return Objective(partial(method.objective, **options_of(config)))
+    after_step = method.after_step and partial(method.after_step, tau_base=config.tau_base)
+    return Objective(partial(method.target_objective, **options_of(config)), after_step)
+
+
+def build_correlation(config):
+    """(z_a, z_b) -> C (D, D) for two (N, D) arrays, as the run's method defines the C that a
+    run snapshots and draws."""
+    method = METHODS[config.method]
+    return partial(method.correlation, options=options_of(config))
 
 
 def build_optimizer(config, model):
@@ -335,45 +394,20 @@ def first_images(dataset, count):
 
 
 # ----- one step -----
-def train_step(model, optimizer, view_a, view_b, objective, tau=None):
-    """Forward both views, backward the method's loss, update; then move the target network.
+def train_step(model, optimizer, view_a, view_b, objective, step=0, total_steps=1):
+    """Forward both views, backward the method's loss, update; then what the method does after
+    an update (with a target network: move it towards the online one).
 
-    view_a, view_b: (N, 3, H, W) arrays. objective: the method's loss on one batch
-    (`build_objective`; for Barlow Twins, both views through the same network and the loss
-    of their embeddings). tau: with a target network (BYOL, --ema), this step's EMA rate
-    (`byol.ema_tau`); None without one. Returns the loss (float) and what training logs about
-    it: the method's terms, the mean of C's diagonal and the RMS of its off-diagonal.
+    view_a, view_b: (N, 3, H, W) arrays. objective: the run's `Objective` (`build_objective`;
+    for Barlow Twins, both views through the same network and the loss of their embeddings).
+    step, total_steps: where the run stands, for what follows the update (the target's EMA
+    rate follows a schedule over the run). Returns the loss (float) and the terms the
+    objective reports about it.
     """
     loss, terms = objective(model, Tensor(view_a), Tensor(view_b))
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    if tau is not None:  # the target follows the online network: θ' <- τ θ' + (1 - τ) θ
-        byol.ema_update(model.target_weights(), model.online.parameters(), tau)
+    if objective.after_step is not None:
+        objective.after_step(model, step, total_steps)
     return loss.item(), terms
-
-
-# ----- judging the result -----
-TOO_CLOSE = 0.02  # a learned encoder this close to its random start has not learnt yet
-
-
-def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print):
-    """Accuracies of the trained encoder and of the same encoder at its initialisation (the
-    run's own starting point, rebuilt from its seed); a note when the run is too short."""
-    learned = evaluate_encoder(model.encoder, train_set, test_set, probe_epochs)
-    random_init = evaluate_encoder(build_model(config).encoder, train_set, test_set, probe_epochs)
-    result = {
-        "learned": learned,
-        "random_init": random_init,
-        "train_images": len(train_set),
-        "test_images": len(test_set),
-    }
-    if learned["linear"] < random_init["linear"] + TOO_CLOSE:
-        result["note"] = (
-            f"after {config.epochs} epochs the learned encoder is not yet better than its "
-            "random initialisation: the run is too short to judge; train longer (--epochs; "
-            "the README's shapes run takes 50 epochs, the CIFAR-10 run 100)"
-        )
-    if log:
-        log(format_table(result))
-    return result

@@ -1,7 +1,8 @@
 """A training run in its folder: `Run` checks, loads data, builds or restores everything and
 trains; `train(config)` runs (or resumes) one and evaluates it.
 
-The method itself is one step, `tinybt.recipe.train_step`; this module is what makes a run of
+The method itself is one step, `tinybt.recipe.train_step` (this module imports no method:
+it reads whatever terms the method's objective reports); this module is what makes a run of
 thousands of steps trustworthy: a seeded generator for every random draw, a learning-rate
 schedule, progress and metrics, snapshots of the cross-correlation matrix, atomic checkpoints
 with exact resume, Ctrl-C that saves, a clear stop when training diverges, and a run folder
@@ -10,7 +11,7 @@ that no other run overwrites. The programs `python -m tinybt.train` and
 
 Files written to the run's folder (config.out):
     checkpoint.npz      networks, optimiser, generator state, epoch (see tinybt/checkpoint.py)
-    metrics.jsonl       one JSON line per epoch: loss, the method's terms, diag of C, img/s, ...
+    metrics.jsonl       one JSON line per epoch: loss, the terms its method reports, img/s, ...
     snapshots.npz       C on a fixed held-out batch at log-spaced steps (steps, matrices)
     cross_correlation.png / .gif   those snapshots, converging to the identity
     evaluation.json     kNN and linear-probe accuracy, learned vs random encoder
@@ -39,18 +40,18 @@ from tinybt.checkpoint import (
     save_checkpoint,
 )
 from tinybt.errors import TinyBTError
-from tinybt.loss import cross_correlation
-from tinybt.methods.byol import ema_tau
+from tinybt.evaluation import evaluate_run
 from tinybt.model import count_parameters
 from tinybt.optim import warmup_cosine
 from tinybt.recipe import (
     build_augment,
+    build_correlation,
     build_model,
     build_objective,
     build_optimizer,
-    evaluate_run,
     has_target,
     load_split,
+    options_of,
     train_step,
     validate,
 )
@@ -245,6 +246,7 @@ class Run:
         self.model = build_model(config)
         self.optimizer = build_optimizer(config, self.model)
         self.objective = build_objective(config)
+        self.correlation = build_correlation(config)
 
         self.steps_per_epoch = len(self.train_set) // config.batch_size
         if self.steps_per_epoch == 0:
@@ -312,17 +314,17 @@ class Run:
             save_checkpoint(self.checkpoint_path, self.model, self.optimizer, meta)
         except NonFiniteError as error:
             step = self.epoch * self.steps_per_epoch + self.batch
-            raise self._diverged(f"{error.name} became NaN or inf", step) from None
+            raise self._diverged(step - 1, f"{error.name} became NaN or inf") from None
 
     # ----- training -----
     def train(self):
         """Train until the last epoch; returns the list of per-epoch metrics."""
-        c = self.config
+        config = self.config
         if self.epoch == 0 and self.batch == 0:
             self.log(
-                f"training {c.method}{' with an EMA target' if has_target(c) else ''}: "
+                f"training {config.method}{' with an EMA target' if has_target(config) else ''}: "
                 f"{count_parameters(self.model):,} parameters on "
-                f"{len(self.train_set):,} {c.dataset} images, {c.epochs} epochs of "
+                f"{len(self.train_set):,} {config.dataset} images, {config.epochs} epochs of "
                 f"{self.steps_per_epoch} steps, backend {backend.backend_name()}"
             )
         bar = tqdm(
@@ -334,7 +336,7 @@ class Run:
         interrupted = _InterruptFlag()
         try:
             with interrupted, bar:
-                while self.epoch < c.epochs:
+                while self.epoch < config.epochs:
                     if self.order is None:
                         self.order = self.rng.permutation(len(self.train_set))
                     if not self._train_epoch(interrupted, bar):
@@ -353,9 +355,9 @@ class Run:
 
     def _train_epoch(self, interrupted, bar):
         """Run the rest of the current epoch. False if Ctrl-C asked to stop."""
-        c = self.config
+        config = self.config
         start = time.perf_counter() - self.sums.get("seconds", 0.0)
-        for images, _ in self.train_set.batches(c.batch_size, self.order, start=self.batch):
+        for images, _ in self.train_set.batches(config.batch_size, self.order, start=self.batch):
             if interrupted.flag:
                 self.sums["seconds"] = time.perf_counter() - start
                 return False
@@ -363,20 +365,25 @@ class Run:
             if step in self.snapshot_at:
                 self._take_snapshot(step)
             self.optimizer.lr = warmup_cosine(
-                step, self.total_steps, c.lr, c.warmup_epochs * self.steps_per_epoch
+                step, self.total_steps, config.lr, config.warmup_epochs * self.steps_per_epoch
             )
             view_a, view_b = self.augment(backend.to_device(images), self.rng)
-            # the target's EMA rate is a function of the step, so a resumed run continues it
-            tau = ema_tau(step, self.total_steps, c.tau_base) if has_target(c) else None
-            loss, terms = train_step(
-                self.model, self.optimizer, view_a, view_b, self.objective, tau
-            )
-            if not math.isfinite(loss):
-                raise self._diverged(f"the loss became {loss}", step)
+            # Overflow is checked here, step by step, so NumPy's warnings would only repeat it
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                loss, terms = train_step(
+                    self.model,
+                    self.optimizer,
+                    view_a,
+                    view_b,
+                    self.objective,
+                    step,
+                    self.total_steps,
+                )
+            self._check_finite(loss, step)
             for key, value in {"loss": loss, **terms}.items():
                 self.sums[key] = self.sums.get(key, 0.0) + value
             self.batch += 1
-            images_per_second = self.batch * c.batch_size / (time.perf_counter() - start)
+            images_per_second = self.batch * config.batch_size / (time.perf_counter() - start)
             bar.update()
             bar.set_postfix(
                 epoch=self.epoch + 1, loss=f"{loss:.3f}", img_s=round(images_per_second)
@@ -385,7 +392,6 @@ class Run:
         return True
 
     def _finish_epoch(self):
-        c = self.config
         seconds = self.sums.pop("seconds")
         record = {"epoch": self.epoch + 1, "step": (self.epoch + 1) * self.steps_per_epoch}
         record.update({k: v / self.steps_per_epoch for k, v in self.sums.items()})
@@ -393,38 +399,73 @@ class Run:
             {
                 "lr": self.optimizer.lr,
                 "seconds": seconds,
-                "images_per_second": self.steps_per_epoch * c.batch_size / seconds,
+                "images_per_second": self.steps_per_epoch * self.config.batch_size / seconds,
             }
         )
         with open(self.out / "metrics.jsonl", "a") as file:
             file.write(json.dumps(record) + "\n")
-        parts = ", ".join(
-            f"{name} {record[name]:.3f}"
-            for name in self.sums
-            if name not in ("loss", "diag_mean", "off_diag_rms")
-        )
+        parts = ", ".join(f"{name} {record[name]:.3f}" for name in self.sums if name != "loss")
         self.log(
             f"epoch {record['epoch']}: loss {record['loss']:.3f}{f' ({parts})' if parts else ''}"
-            f", mean C_ii {record['diag_mean']:.3f}, {record['images_per_second']:.0f} img/s"
+            f", {record['images_per_second']:.0f} img/s"
         )
         self.epoch, self.batch, self.order, self.sums = self.epoch + 1, 0, None, {}
         self.save()
         self._save_snapshots(figure=False)
 
-    def _diverged(self, what, step):
+    def _check_finite(self, loss, step):
+        """Stop at the first quantity that overflowed in step `step`: the loss, computed from
+        weights that were finite after the previous step, or the weights that its update wrote.
+        """
+        if not math.isfinite(loss):
+            raise self._diverged(step, f"the loss became {loss}")
+        weights = [p.data for p in self.model.parameters()]
+        xp = backend.get_array_module(weights[0])
+        if not bool(xp.all(xp.stack([xp.isfinite(w).all() for w in weights]))):  # one sync
+            names = self.model.named_parameters()
+            first = next(n for n, p in names.items() if not bool(xp.isfinite(p.data).all()))
+            raise self._diverged(step, f"the update made the weights {first} NaN or inf")
+
+    def _diverged(self, step, what):
+        """The one-line error for a run that overflowed in step `step`, naming the options
+        that feed what overflowed: the loss's own options when it overflowed before any
+        update, the optimiser's when an update did."""
+        config = self.config
+        epoch = min(step // self.steps_per_epoch, config.epochs - 1) + 1
         last = (
             f"the last good checkpoint is {self.checkpoint_path}"
             if self.checkpoint_path.exists()
             else "no checkpoint was written yet"
         )
+        loss_options = [
+            f"--{name.replace('_', '-')} {value}" for name, value in options_of(config).items()
+        ]
+        update = (
+            f"--lr {config.lr:g}, --weight-decay {config.weight_decay:g} "
+            f"and --optimizer {config.optimizer}"
+        )
+        if "loss" not in what:
+            why = f"the options that drive the updates are {update}"
+        elif step == 0:
+            feeds = ", ".join(loss_options) or "none of its own"
+            why = (
+                f"this is before any update, so the loss overflowed on the network's first "
+                f"embeddings: its options ({config.method}) are {feeds}"
+            )
+        else:
+            feeds = ", ".join(loss_options)
+            why = (
+                f"the weights were finite, so the loss overflowed: its options"
+                f"{f' ({feeds})' if feeds else ''} or weights grown by {update}"
+            )
         return TinyBTError(
-            f"{what} at step {step} (epoch {self.epoch + 1}): training "
-            f"diverged, most likely because --lr {self.config.lr:g} is too high for "
-            f"--optimizer {self.config.optimizer}; lower it and start again ({last})"
+            f"{what} at step {step} (epoch {epoch} of {config.epochs}): training diverged; "
+            f"{why}; change them and start again ({last})"
         )
 
     def _take_snapshot(self, step):
-        """C on the fixed held-out views, as the loss sees it: batch norm in training mode.
+        """The method's C (`build_correlation`) on the fixed held-out views, with batch norm
+        in training mode, as the loss sees the embeddings.
 
         Evaluation mode would use the running statistics, which at step 0 are still their
         initial values (mean 0, variance 1): the random network's embeddings then have a
@@ -435,8 +476,8 @@ class Run:
         with no_grad():
             z_a = self.model(Tensor(self.snapshot_views[0])).data
             z_b = self.model(Tensor(self.snapshot_views[1])).data
-        c = cross_correlation(z_a, z_b, self.config.standardize)
-        self.snapshots[step] = backend.to_host(c).astype(np.float16)
+        matrix = self.correlation(z_a, z_b)
+        self.snapshots[step] = backend.to_host(matrix).astype(np.float16)
 
     def _save_snapshots(self, figure):
         steps = sorted(self.snapshots)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from tinybt import backend
-from tinybt.loss import correlation_summary
+from tinybt.methods.barlow_twins import correlation_summary
 
 CELL_INCHES = 1.3  # size of one image in a grid
 

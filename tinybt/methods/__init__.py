@@ -1,10 +1,12 @@
-"""The other methods the Barlow Twins paper compares itself with, one file each.
+"""The self-supervised methods, one file each, and the one registry that training reads.
 
-Each file holds its method's loss as one op with a hand-derived backward, the same loss
-composed of primitive ops as a reference, and defaults from the method's paper or official
-code (notebook 09 puts them side by side). What each loss pushes the two views' embeddings
-towards:
+Each method's file holds its loss as one op with a hand-derived backward, the same loss
+composed of primitive ops as a reference, defaults from the method's paper or official code
+(notebooks 05 and 09 put them side by side), and one `METHOD` (tinybt/methods/method.py): its
+name, objectives, options and what it does after an optimiser step. What each loss pushes the
+two views' embeddings towards:
 
+- `barlow_twins`: their cross-correlation matrix C towards the identity;
 - `simclr`: NT-Xent, contrastive: each view's cosine similarity to its twin up, to the other
   images' views down (the negatives keep the embeddings apart);
 - `vicreg`: the two views' embeddings equal, every dimension's standard deviation at least 1,
@@ -12,7 +14,21 @@ towards:
 - `byol`: each view's prediction towards a slowly moving (EMA) target network's embedding of
   the other view, with no negatives and no gradient through the target.
 
-Barlow Twins itself lives in `tinybt/loss.py` for now: its cross-correlation matrix pushed
-towards the identity. `objectives` holds each method's loss on one training batch, the one
-place where a method's forward pass and loss meet (`tinybt.recipe.train_step` calls it).
+`target` holds the target network and its moving average, shared by BYOL and by Barlow Twins
+and VICReg with --ema. A new method is one new file exporting its `METHOD` and its entry in
+the registry below (README, "Adding a method"); a method's options become fields of
+`tinybt.recipe.Config` when the recipe is imported.
 """
+
+from tinybt.methods import barlow_twins, byol, simclr, vicreg
+
+# --method's choices, in the order the help lists them: a new method is one more line here.
+METHODS = {
+    method.name: method
+    for method in (
+        barlow_twins.METHOD,
+        byol.METHOD,
+        simclr.METHOD,
+        vicreg.METHOD,
+    )
+}

@@ -9,32 +9,35 @@ of the other view, summed over both directions and averaged over the batch:
     L = (1/N) Σ_n [ (2 - 2 cos(q_a,n, z'_b,n)) + (2 - 2 cos(q_b,n, z'_a,n)) ]
 
 2 - 2 cos(q, z') = |q/|q| - z'/|z'||², the squared distance of the two unit vectors.
-No gradient reaches the target (the stop-gradient): its weights θ' follow the online ones θ
-as an exponential moving average instead, θ' <- τ θ' + (1 - τ) θ, after every step, with τ
-rising from τ_base to 1 on a cosine schedule. Nothing in the loss forbids collapse; the
-predictor and the slow target are what avoid it in practice.
+No gradient reaches the target (the stop-gradient): its weights follow the online ones as an
+exponential moving average instead (tinybt/methods/target.py, shared with Barlow Twins and
+VICReg's --ema). Nothing in the loss forbids collapse; the predictor and the slow target are
+what avoid it in practice.
 
-Defaults from the paper (Section 3.3, implementation details): τ_base = 0.996,
-τ = 1 - (1 - τ_base)(cos(πk/K) + 1)/2 at step k of K; the projector and the predictor are the
-same MLP, Linear(4096), batch norm, ReLU, Linear(256), on a ResNet-50 (2048 features).
-For tinybt's small encoder the predictor keeps that shape with the projector's sizes: it maps
-the projector's D-dimensional output through a hidden layer as wide as the projector's (512
-with the default 512-512-512 projector) back to D, so `predictor(512, 512)`.
+Each vector is normalised with its squared norm floored at 1e-12, as DeepMind's BYOL code does
+(`l2_normalize`), so that a zero row gives a zero unit vector, not NaN.
+
+Defaults from the paper (Section 3.3, implementation details): the EMA's τ_base = 0.996 (in
+target.py); the projector and the predictor are the same MLP, Linear(4096), batch norm, ReLU,
+Linear(256), on a ResNet-50 (2048 features); tinybt's predictor keeps that shape with the
+projector's sizes (`target.predictor`).
 """
 
-import math
-
-from tinybt import nn
 from tinybt.backend import get_array_module
+from tinybt.methods.barlow_twins import standardized_correlation
+from tinybt.methods.method import Method
+from tinybt.methods.target import follow, online_and_target, predictor
 from tinybt.tensor import Function
 
-TAU_BASE = 0.996  # the paper's starting EMA rate
+SQUARED_NORM_FLOOR = 1e-12  # DeepMind's BYOL: x / sqrt(max(|x|², 1e-12))
 
 
-def _unit_rows(x):
-    """(x / |x| per row, |x| per row (N, 1)) for x: (N, D)."""
-    norms = get_array_module(x).sqrt((x**2).sum(axis=1, keepdims=True))
-    return x / norms, norms
+def unit_rows(x):
+    """(x / |x| per row, |x| per row (N, 1), whether the row's |x|² is above the floor (N, 1))
+    for x: (N, D); |x|² is floored at SQUARED_NORM_FLOOR, so a zero row gives zeros."""
+    squared = (x**2).sum(axis=1, keepdims=True)
+    norms = get_array_module(x).sqrt(get_array_module(x).maximum(squared, SQUARED_NORM_FLOOR))
+    return x / norms, norms, squared > SQUARED_NORM_FLOOR
 
 
 class BYOLLoss(Function):
@@ -46,7 +49,8 @@ class BYOLLoss(Function):
     Backward, one direction, for one row q with target z' (unit vectors q̂ = q/|q|, ẑ = z'/|z'|):
         cos = q̂ · ẑ,  dq̂/dq = (I - q̂ q̂ᵀ) / |q|  =>  d cos/dq = (ẑ - q̂ cos) / |q|
         dL/dq = -2 (ẑ - q̂ cos) / (N |q|)                       (N, D), row by row
-    Q_a is paired with Z'_b and Q_b with Z'_a.
+    Q_a is paired with Z'_b and Q_b with Z'_a. Where |q|² is under the floor, |q| is the
+    constant floor, so dq̂/dq = I / |q| and the q̂ cos term drops out.
     """
 
     def forward(self, q_a, q_b, target_a, target_b):
@@ -60,11 +64,12 @@ class BYOLLoss(Function):
         self.directions = []
         total = 0.0
         for q, target in ((q_a, target_b), (q_b, target_a)):
-            q_unit, q_norms = _unit_rows(q)
-            target_unit, _ = _unit_rows(target)
+            q_unit, q_norms, above_floor = unit_rows(q)
+            target_unit = unit_rows(target)[0]
             cosine = (q_unit * target_unit).sum(axis=1, keepdims=True)  # (N, 1)
-            self.directions.append((q_unit, q_norms, target_unit, cosine))
+            self.directions.append((q_unit, q_norms, target_unit, cosine * above_floor))
             total = total + (2 - 2 * cosine).mean()
+        self.cosine = float(1 - total / 4)  # mean cosine of the 2N pairs, for the logs
         return total
 
     def backward(self, grad):
@@ -75,8 +80,8 @@ class BYOLLoss(Function):
             )
         n = self.directions[0][0].shape[0]
         dq_a, dq_b = (
-            -2 * grad * (target_unit - q_unit * cosine) / (n * q_norms)
-            for q_unit, q_norms, target_unit, cosine in self.directions
+            -2 * grad * (target_unit - q_unit * kept_cosine) / (n * q_norms)
+            for q_unit, q_norms, target_unit, kept_cosine in self.directions
         )
         return dq_a, dq_b, None, None
 
@@ -91,8 +96,9 @@ def byol_loss_autograd(q_a, q_b, target_a, target_b):
     """The same loss composed of primitive ops, so autograd derives the gradient; the targets
     are detached, so autograd too sends them nothing."""
 
-    def unit(x):
-        return x * ((x**2).sum(axis=1, keepdims=True) ** -0.5)
+    def unit(x):  # max(|x|², floor) written as floor + relu(|x|² - floor)
+        squared = (x**2).sum(axis=1, keepdims=True)
+        return x * (((squared - SQUARED_NORM_FLOOR).relu() + SQUARED_NORM_FLOOR) ** -0.5)
 
     def direction(q, target):
         return (2 - 2 * (unit(q) * unit(target)).sum(axis=1)).mean()
@@ -104,40 +110,19 @@ def _constant(x):
     return x.detach() if hasattr(x, "detach") else x
 
 
-def ema_update(target_params, online_params, tau):
-    """θ' <- τ θ' + (1 - τ) θ for each pair, in place on the arrays, outside autograd.
-
-    target_params, online_params: matching sequences of Tensors (e.g. `module.parameters()`
-    of the target and of the online network) or of raw arrays. tau = 0 copies the online
-    weights, which is how the target starts.
-    """
-    target_params, online_params = list(target_params), list(online_params)
-    if len(target_params) != len(online_params):
-        raise ValueError(
-            f"the target has {len(target_params)} parameters and the online network "
-            f"{len(online_params)}: they must be the same architecture"
-        )
-    for index, (target, online) in enumerate(zip(target_params, online_params, strict=True)):
-        target, online = getattr(target, "data", target), getattr(online, "data", online)
-        if target.shape != online.shape:
-            raise ValueError(
-                f"parameter {index}: target shape {target.shape} != online shape {online.shape}"
-            )
-        target *= tau
-        target += (1 - tau) * online
+def objective(model, view_a, view_b):
+    """Σ over both directions of mean_n (2 - 2 cos(q_n, z'_n)); logs the mean cosine."""
+    _, (q_a, q_b), (target_a, target_b) = online_and_target(model, view_a, view_b)
+    op = BYOLLoss()
+    loss = op(q_a, q_b, _constant(target_a), _constant(target_b))
+    return loss, {"cosine": op.cosine}
 
 
-def ema_tau(step, total_steps, base=TAU_BASE):
-    """The EMA rate at step k of K: τ = 1 - (1 - τ_base)(cos(πk/K) + 1)/2, from τ_base to 1."""
-    return 1 - (1 - base) * (math.cos(math.pi * step / total_steps) + 1) / 2
-
-
-def predictor(dim, hidden, rng=None):
-    """BYOL's predictor MLP, (N, dim) -> (N, dim): Linear(dim, hidden) without bias (batch
-    norm follows), BatchNorm1d, ReLU, Linear(hidden, dim). The paper: dim 256, hidden 4096."""
-    return nn.Sequential(
-        nn.Linear(dim, hidden, bias=False, rng=rng),
-        nn.BatchNorm1d(hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, dim, rng=rng),
-    )
+METHOD = Method(
+    name="byol",
+    objective=None,
+    target_objective=objective,
+    correlation=standardized_correlation,
+    predictor=predictor,
+    after_step=follow,
+)

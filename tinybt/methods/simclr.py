@@ -10,6 +10,12 @@ temperature τ,
                                                   views is my twin?", 2N - 2 of them negatives
     L    = (1 / 2N) Σ_i ℓ_i
 
+L is the mean over the 2N views, as solo-learn's `simclr_loss_func` computes it; the official
+code (google-research/simclr, `add_contrastive_loss`) sums the two directions' means over N,
+which is 2L: the same gradients' direction, twice their size (halve the learning rate to
+compare runs with it). Each u_i divides by |z_i| with |z_i|² floored at 1e-12, so a zero
+embedding gives a zero unit vector, not NaN.
+
 The normalised, temperature-scaled cross-entropy (NT-Xent). Pushing S_i,p(i) up pulls the two
 views of an image together; the log-sum-exp pushes every other image away, which is what keeps
 the embeddings from collapsing to one point. A view's similarity with itself is left out.
@@ -24,6 +30,9 @@ This file holds the loss twice: `nt_xent_loss`, one op with the gradient derived
 """
 
 from tinybt.backend import get_array_module
+from tinybt.methods.barlow_twins import standardized_correlation
+from tinybt.methods.byol import SQUARED_NORM_FLOOR, unit_rows
+from tinybt.methods.method import Method, Option, positive
 from tinybt.tensor import Function
 
 TEMPERATURE = 0.5  # the official README's CIFAR-10 setting (see the module docstring)
@@ -47,7 +56,8 @@ class NTXentLoss(Function):
     softmax over the other views, and Y_ik = 1 where k = p(i):
         dL/dS_ik = (P_ik - Y_ik) / 2N                                  call it G (2N, 2N)
         S = U Uᵀ / τ, each u_i in row i and in column i  =>  dL/dU = (G + Gᵀ) U / τ    (2N, D)
-        u = z / |z|  =>  dL/dz = (dL/du - u (u · dL/du)) / |z|    (only the change across u)
+        u = z / |z|  =>  dL/dz = (dL/du - u (u · dL/du)) / |z|    (only the change across u;
+                                                   under the floor |z| is constant: dL/du / |z|)
     then the first N rows are dL/dZ_a and the last N dL/dZ_b.
     """
 
@@ -56,8 +66,8 @@ class NTXentLoss(Function):
         xp = get_array_module(z_a)
         n = z_a.shape[0]
         z = xp.concatenate([z_a, z_b])  # (2N, D)
-        self.norms = xp.sqrt((z**2).sum(axis=1, keepdims=True))  # (2N, 1)
-        self.u = z / self.norms
+        self.u, self.norms, self.above_floor = unit_rows(z)  # (2N, D), (2N, 1), (2N, 1)
+        self.positive = float((self.u[:n] * self.u[n:]).sum(axis=1).mean())  # for the logs
         self.temperature = temperature
         logits = self.u @ self.u.T / temperature  # S (2N, 2N)
         xp.fill_diagonal(logits, -xp.inf)  # a view is not its own candidate: exp(-inf) = 0
@@ -78,7 +88,8 @@ class NTXentLoss(Function):
         g[xp.arange(two_n), self.twin] -= 1.0
         g *= grad / two_n
         du = (g + g.T) @ self.u / self.temperature
-        dz = (du - self.u * (self.u * du).sum(axis=1, keepdims=True)) / self.norms
+        along_u = (self.u * du).sum(axis=1, keepdims=True) * self.above_floor
+        dz = (du - self.u * along_u) / self.norms
         return dz[: two_n // 2], dz[two_n // 2 :]
         # END SOLUTION
 
@@ -100,8 +111,9 @@ def nt_xent_loss_autograd(z_a, z_b, temperature=TEMPERATURE):
     n = z_a.shape[0]
     not_self = 1.0 - xp.eye(n, dtype=z_a.dtype)
 
-    def unit(z):
-        return z * ((z**2).sum(axis=1, keepdims=True) ** -0.5)
+    def unit(z):  # max(|z|², floor) written as floor + relu(|z|² - floor)
+        squared = (z**2).sum(axis=1, keepdims=True)
+        return z * (((squared - SQUARED_NORM_FLOOR).relu() + SQUARED_NORM_FLOOR) ** -0.5)
 
     u_a, u_b = unit(z_a), unit(z_b)
     shift = 1.0 / temperature
@@ -112,3 +124,25 @@ def nt_xent_loss_autograd(z_a, z_b, temperature=TEMPERATURE):
     sum_exp_a = (s_aa.exp() * not_self).sum(axis=1) + s_ab.exp().sum(axis=1)
     sum_exp_b = (s_bb.exp() * not_self).sum(axis=1) + s_ab.T.exp().sum(axis=1)
     return (sum_exp_a.log() + sum_exp_b.log() - positive * 2.0).sum() / (2 * n)
+
+
+# ----- the method -----
+def objective(model, view_a, view_b, temperature=TEMPERATURE):
+    """Both views through one network, NT-Xent over the 2N views; logs the mean cosine
+    similarity of each view to its twin."""
+    op = NTXentLoss()
+    loss = op(model(view_a), model(view_b), temperature=temperature)
+    return loss, {"positive_cosine": op.positive}
+
+
+METHOD = Method(
+    name="simclr",
+    objective=objective,
+    target_objective=None,
+    correlation=standardized_correlation,
+    options={
+        "temperature": Option(
+            TEMPERATURE, "τ of NT-Xent (0.5: the official code's CIFAR-10 value)", positive
+        ),
+    },
+)

@@ -24,11 +24,21 @@ Var uses N - 1 too (torch's default). The paper's projector is 8192-8192-8192; t
 covariance's division by D makes it grow like D, not D², with the dimension).
 
 This file holds the loss twice: `vicreg_loss`, one op with the gradient derived by hand, and
-`vicreg_loss_autograd`, the same formula composed of primitive ops (notebook 09).
+`vicreg_loss_autograd`, the same formula composed of primitive ops (notebook 09). With --ema it
+learns against a target network (tinybt/methods/target.py): L(Q_a, Z'_b) + L(Q_b, Z'_a), the
+target's variance and covariance terms constants, so only the online side's are learnt from.
+
+The C a VICReg run snapshots and draws is not a quantity of its loss: it is the standardised
+cross-correlation of the two views' embeddings, Ẑ_aᵀ Ẑ_b / N, as Barlow Twins forms it. Its
+diagonal shows how far invariance has made the views agree, dimension by dimension; its
+off-diagonal shows the redundancy left between dimensions, which VICReg's covariance term
+reduces within each view (K) rather than across the two.
 """
 
 from tinybt.backend import get_array_module
-from tinybt.loss import off_diagonal
+from tinybt.methods.barlow_twins import off_diagonal, standardized_correlation
+from tinybt.methods.method import Method, Option, zero_or_positive
+from tinybt.methods.target import both_directions, follow
 from tinybt.tensor import Function
 
 SIM_COEFF = 25.0  # μ_s, the invariance weight (official code's --sim-coeff)
@@ -168,3 +178,41 @@ def vicreg_loss_autograd(
     variance = variance_a / 2 + variance_b / 2
     covariance = covariance_a + covariance_b
     return sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance
+
+
+# ----- the method -----
+def _loss_and_terms(z_a, z_b, sim_coeff=SIM_COEFF, std_coeff=STD_COEFF, cov_coeff=COV_COEFF):
+    """(loss, its three unweighted terms) of two (N, D) Tensors."""
+    op = VICRegLoss()
+    loss = op(z_a, z_b, sim_coeff=sim_coeff, std_coeff=std_coeff, cov_coeff=cov_coeff)
+    return loss, {"invariance": op.invariance, "variance": op.variance, "covariance": op.covariance}
+
+
+def objective(model, view_a, view_b, **weights):
+    """Both views through one network, μ_s s + μ_v v + μ_c c; logs the unweighted terms."""
+    return _loss_and_terms(model(view_a), model(view_b), **weights)
+
+
+def _check(options):
+    """All three weights 0 is a loss of 0 that teaches nothing."""
+    if not any(options[name] for name in ("sim_coeff", "std_coeff", "cov_coeff")):
+        return (
+            "--sim-coeff, --std-coeff and --cov-coeff are all 0, so the loss is 0 and nothing "
+            "is learnt: give at least one a positive weight"
+        )
+    return None
+
+
+METHOD = Method(
+    name="vicreg",
+    objective=objective,
+    target_objective=both_directions(_loss_and_terms),
+    correlation=standardized_correlation,
+    options={
+        "sim_coeff": Option(SIM_COEFF, "weight of the invariance term (paper)", zero_or_positive),
+        "std_coeff": Option(STD_COEFF, "weight of the variance term (paper)", zero_or_positive),
+        "cov_coeff": Option(COV_COEFF, "weight of the covariance term (paper)", zero_or_positive),
+    },
+    after_step=follow,
+    check=_check,
+)

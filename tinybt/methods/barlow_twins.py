@@ -1,5 +1,7 @@
-"""The Barlow Twins loss: make the cross-correlation of two views' embeddings the identity.
+"""Barlow Twins: make the cross-correlation of two views' embeddings the identity.
 
+Zbontar, Jing, Misra, LeCun and Deny, "Barlow Twins: Self-Supervised Learning via Redundancy
+Reduction" (ICML 2021).
 Given the embeddings of two augmented views of the same N images, Z_a and Z_b: (N, D),
 
     1. standardise each dimension along the batch:  Ẑ = (Z - mean_n Z) / sqrt(var_n Z + eps)
@@ -14,12 +16,15 @@ balances the D diagonal terms against the D(D-1) off-diagonal ones.
 This file holds the loss twice: `barlow_twins_loss`, one op of the engine with the gradient
 derived by hand (notebook 05 derives it), and `barlow_twins_loss_autograd`, the same formula
 composed of primitive ops. The tests check that they agree, with each other, with central
-differences and with PyTorch.
+differences and with PyTorch. `METHOD` is the method as training reads it: one network for
+both views, or (--ema) an EMA target network (tinybt/methods/target.py).
 """
 
 import math
 
 from tinybt.backend import get_array_module
+from tinybt.methods.method import Method, Option, zero_or_positive
+from tinybt.methods.target import both_directions, follow
 from tinybt.ops.batchnorm import BatchStandardize
 from tinybt.tensor import Function
 
@@ -170,3 +175,44 @@ def barlow_twins_loss_autograd(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EP
     on_diag = ((diagonal - 1.0) ** 2).sum()
     off_diag = (off_diagonal(c) ** 2).sum()
     return on_diag + lambd * off_diag
+
+
+# ----- the method -----
+def objective(model, view_a, view_b, lambd=LAMBDA, standardize=True):
+    """Both views through one network, L of their embeddings; logs the two terms and the
+    summary of the loss's own C."""
+    loss, _, terms = barlow_twins(model(view_a), model(view_b), lambd, standardize)
+    return loss, terms
+
+
+def _loss_and_terms(z_a, z_b, lambd=LAMBDA, standardize=True):
+    """(loss, its two terms) for two (N, D) Tensors: what each direction against a target adds."""
+    op = BarlowTwinsLoss()
+    loss = op(z_a, z_b, lambd=lambd, standardized=standardize)
+    return loss, {"on_diag": op.on_diagonal, "off_diag": op.off_diagonal}
+
+
+def correlation(z_a, z_b, options):
+    """The loss's C of two (N, D) arrays: standardised, or only centred with --no-standardize."""
+    return cross_correlation(z_a, z_b, standardized=options["standardize"])
+
+
+def standardized_correlation(z_a, z_b, options):
+    """C of two (N, D) arrays, standardised whatever the options: what a run snapshots for a
+    method whose loss forms no C of its own, so that its figure reads as Barlow Twins' does."""
+    return cross_correlation(z_a, z_b)
+
+
+METHOD = Method(
+    name="barlow",
+    objective=objective,
+    target_objective=both_directions(_loss_and_terms),
+    correlation=correlation,
+    options={
+        "lambd": Option(
+            LAMBDA, "λ, the weight of the off-diagonal (redundancy) term", zero_or_positive
+        ),
+        "standardize": Option(True, "standardise embeddings along the batch (paper: yes)"),
+    },
+    after_step=follow,
+)
