@@ -56,7 +56,41 @@ TRAIN_CASES = [
     ("predictor with simclr", "--method simclr --predictor", "--predictor is for barlow"),
     ("predictor without a target", "--predictor", "add --ema"),
     ("zero temperature", "--method simclr --temperature 0", "--temperature must be a finite, pos"),
-    ("negative temperature", "--temperature -0.5", "--temperature must be a finite, positive"),
+    ("negative temperature", "--method simclr --temperature -0.5", "--temperature must be a fin"),
+    ("temperature with barlow", "--temperature 0.2", "--temperature is an option of simclr, wh"),
+    ("lambda with vicreg", "--method vicreg --lambd 0.1", "--lambd is an option of barlow, which"),
+    ("no-standardize with vicreg", "--method vicreg --no-standardize", "--standardize is an opt"),
+    ("vicreg weights with byol", "--method byol --cov-coeff 2", "--cov-coeff is an option of vicr"),
+    (
+        "all vicreg weights zero",
+        "--method vicreg --sim-coeff 0 --std-coeff 0 --cov-coeff 0",
+        "are all 0, so the loss is 0 and nothing is learnt",
+    ),
+    # Overflow: what overflowed first, at which step of which epoch, and the options feeding it
+    (
+        "lambda overflows the loss",
+        "--lambd 1e300",
+        "the loss became inf at step 0 (epoch 1 of 2): training diverged; this is before any "
+        "update, so it comes from the loss's options (barlow: --lambd 1e+300",
+    ),
+    (
+        "weight decay overflows the first update",
+        "--weight-decay 1e300",
+        "at step 0 (epoch 1 of 2): training diverged; it holds the first gradients, from the "
+        "loss's options (barlow: --lambd 0.0051, --standardize True), with --weight-decay 1e+300",
+    ),
+    (
+        "temperature overflows the gradients",
+        "--method simclr --temperature 1e-30",
+        "at step 0 (epoch 1 of 2): training diverged; it holds the first gradients, from the "
+        "loss's options (simclr: --temperature 1e-30)",
+    ),
+    (
+        "learning rate grows the weights",
+        "--epochs 1 --optimizer sgd --lr 1e12 --warmup-epochs 0",
+        "(epoch 1 of 1): training diverged; it comes from the loss's options (barlow: --lambd "
+        "0.0051, --standardize True), or from weights grown by --lr 1e+12",
+    ),
     ("tau base above 1", "--method byol --tau-base 1.5", "--tau-base must be in [0, 1]"),
     ("negative tau base", "--ema --tau-base -0.1", "--tau-base must be in [0, 1]"),
     ("negative vicreg weight", "--method vicreg --std-coeff -1", "--std-coeff must be a finite"),
@@ -167,6 +201,18 @@ def test_train_refuses_bad_input_in_one_line(outcomes, name, arguments, phrase):
 )
 def test_evaluate_refuses_bad_input_in_one_line(outcomes, name, arguments, phrase):
     check_one_line_error(outcomes["evaluate", name], phrase)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lambda overflows the loss",
+        "weight decay overflows the first update",
+        "temperature overflows the gradients",
+    ],
+)
+def test_an_overflow_before_any_update_does_not_blame_the_learning_rate(outcomes, name):
+    assert "--lr" not in outcomes["train", name].stderr
 
 
 def test_refused_runs_leave_the_existing_run_untouched(outcomes, finished_run):

@@ -414,22 +414,38 @@ class Run:
         self._save_snapshots(figure=False)
 
     def _check_finite(self, loss, step):
-        """Stop at the first quantity that overflowed in step `step`: the loss, computed from
-        weights that were finite after the previous step, or the weights that its update wrote.
-        """
+        """Stop at the first quantity that overflowed in step `step`, in the order the step
+        computed them: the loss (from weights that were finite after the previous step), its
+        gradients, the optimiser's state, the weights the update wrote."""
         if not math.isfinite(loss):
-            raise self._diverged(step, f"the loss became {loss}")
-        weights = [p.data for p in self.model.parameters()]
-        xp = backend.get_array_module(weights[0])
-        if not bool(xp.all(xp.stack([xp.isfinite(w).all() for w in weights]))):  # one sync
-            names = self.model.named_parameters()
-            first = next(n for n, p in names.items() if not bool(xp.isfinite(p.data).all()))
-            raise self._diverged(step, f"the update made the weights {first} NaN or inf")
+            raise self._diverged(step, f"the loss became {loss}", "loss")
+        parameters = self.model.named_parameters()
+        quantities = {
+            "gradient": {name: p.grad for name, p in parameters.items()},
+            "optimiser state": {  # the optimiser holds the parameters in the model's order
+                f"{kind} for {name}": array
+                for kind, arrays in self.optimizer.state.items()
+                for name, array in zip(parameters, arrays, strict=True)
+            },
+            "weights": {name: p.data for name, p in parameters.items()},
+        }
+        # A gradient that overflowed reaches the optimiser's state or the weights, so those
+        # two are checked every step, and the gradients only to name what overflowed first.
+        checked = [*quantities["optimiser state"].values(), *quantities["weights"].values()]
+        arrays = [a for a in checked if a is not None]
+        xp = backend.get_array_module(arrays[0])
+        if bool(xp.stack([xp.isfinite(a).all() for a in arrays]).all()):  # one sync per step
+            return
+        for kind, group in quantities.items():
+            for name, array in group.items():
+                if array is not None and not bool(xp.isfinite(array).all()):
+                    raise self._diverged(step, f"the {kind} of {name} became NaN or inf", kind)
 
-    def _diverged(self, step, what):
-        """The one-line error for a run that overflowed in step `step`, naming the options
-        that feed what overflowed: the loss's own options when it overflowed before any
-        update, the optimiser's when an update did."""
+    def _diverged(self, step, what, kind="update"):
+        """The one-line error for a run whose `what` overflowed in step `step`, naming the
+        options that feed it. `kind`: the loss and its gradient come from the loss's options
+        and, after the first update, from the weights the updates grew; the optimiser's state
+        from the gradients and the optimiser; the weights from the update."""
         config = self.config
         epoch = min(step // self.steps_per_epoch, config.epochs - 1) + 1
         last = (
@@ -437,27 +453,23 @@ class Run:
             if self.checkpoint_path.exists()
             else "no checkpoint was written yet"
         )
-        loss_options = [
-            f"--{name.replace('_', '-')} {value}" for name, value in options_of(config).items()
-        ]
-        update = (
-            f"--lr {config.lr:g}, --weight-decay {config.weight_decay:g} "
-            f"and --optimizer {config.optimizer}"
-        )
-        if "loss" not in what:
-            why = f"the options that drive the updates are {update}"
-        elif step == 0:
-            feeds = ", ".join(loss_options) or "none of its own"
+        given = [f"--{name.replace('_', '-')} {v}" for name, v in options_of(config).items()]
+        loss = f"the loss's options ({config.method}: {', '.join(given) or 'none'})"
+        update = f"--lr {config.lr:g}, --weight-decay {config.weight_decay:g}"
+        optimizer = f"--optimizer {config.optimizer}"
+        if kind in ("loss", "gradient") and step == 0:
+            why = f"this is before any update, so it comes from {loss}"
+        elif kind in ("loss", "gradient"):
+            why = f"it comes from {loss}, or from weights grown by {update} and {optimizer}"
+        elif kind == "optimiser state" and step == 0:
             why = (
-                f"this is before any update, so the loss overflowed on the network's first "
-                f"embeddings: its options ({config.method}) are {feeds}"
+                f"it holds the first gradients, from {loss}, with --weight-decay "
+                f"{config.weight_decay:g} for {optimizer}"
             )
+        elif kind == "optimiser state":
+            why = f"it comes from the gradients, from {loss}, and from {update} and {optimizer}"
         else:
-            feeds = ", ".join(loss_options)
-            why = (
-                f"the weights were finite, so the loss overflowed: its options"
-                f"{f' ({feeds})' if feeds else ''} or weights grown by {update}"
-            )
+            why = f"the options that drive the updates are {update} and {optimizer}"
         return TinyBTError(
             f"{what} at step {step} (epoch {epoch} of {config.epochs}): training diverged; "
             f"{why}; change them and start again ({last})"
@@ -473,10 +485,11 @@ class Run:
         zeros instead of the random network's real correlations. Under no_grad, batch norm
         uses the batch statistics but leaves its running averages alone (tinybt.nn).
         """
-        with no_grad():
+        # Weights grown too large overflow here first; the step that follows stops the run
+        with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             z_a = self.model(Tensor(self.snapshot_views[0])).data
             z_b = self.model(Tensor(self.snapshot_views[1])).data
-        matrix = self.correlation(z_a, z_b)
+            matrix = self.correlation(z_a, z_b)
         self.snapshots[step] = backend.to_host(matrix).astype(np.float16)
 
     def _save_snapshots(self, figure):
