@@ -270,3 +270,41 @@ def test_predictor_shape():
     out = net(Tensor(np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)))
     assert out.shape == (5, 8)
     assert [tuple(p.shape) for p in net.parameters()] == [(8, 16), (16,), (16,), (16, 8), (8,)]
+
+
+def test_ema_update_on_raw_arrays_updates_them_in_place():
+    """Raw arrays are taken as they are: an ndarray's own `.data` is its memory buffer."""
+    target, online = [np.zeros((2, 3)), np.zeros(4)], [np.ones((2, 3)), np.full(4, 2.0)]
+    ema_update(target, online, 0.75)
+    assert_close(target[0], np.full((2, 3), 0.25))
+    assert_close(target[1], np.full(4, 0.5))
+
+
+@pytest.mark.parametrize(
+    "loss, autograd",
+    [
+        (lambda z_a, z_b: nt_xent_loss(z_a, z_b), lambda z_a, z_b: nt_xent_loss_autograd(z_a, z_b)),
+        (
+            lambda z_a, z_b: byol_loss(z_a, z_b, z_b, z_a),
+            lambda z_a, z_b: byol_loss_autograd(z_a, z_b, z_b, z_a),
+        ),
+    ],
+    ids=["nt-xent", "byol"],
+)
+def test_a_zero_embedding_gives_no_nan(loss, autograd):
+    """The squared norm is floored at 1e-12 (DeepMind's BYOL): a zero row's unit vector is 0,
+    the loss and every gradient finite, and the op still agrees with its composition."""
+    z_a, z_b = embeddings(6, 4)
+    z_a[2] = 0.0
+    values, grads = [], []
+    for function in (loss, autograd):
+        a, b = Tensor(z_a, requires_grad=True), Tensor(z_b, requires_grad=True)
+        out = function(a, b)
+        out.backward()
+        values.append(out.item())
+        grads.append((backend.to_host(a.grad), backend.to_host(b.grad)))
+    assert np.isfinite(values).all()
+    assert all(np.isfinite(g).all() for pair in grads for g in pair)
+    assert values[0] == pytest.approx(values[1], rel=1e-9)
+    for op_grad, autograd_grad in zip(grads[0], grads[1], strict=True):
+        assert_close(op_grad, autograd_grad, rtol=1e-6, atol=1e-9)

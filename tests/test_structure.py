@@ -73,3 +73,30 @@ def test_the_graph_sees_function_level_imports(tmp_path):
     path = tmp_path / "module.py"
     path.write_text("def f():\n    from tinybt.train import main\n    return main\n")
     assert imports_of(path, {"tinybt.train"}) == {"tinybt.train"}
+
+
+def test_the_run_imports_no_method():
+    """A method is one place: the run reaches it only through the recipe, so the training loop
+    is the same for every method, a new one included."""
+    graph = import_graph()
+    methods = {name for name in graph if name.startswith("tinybt.methods")}
+    assert methods, "no method modules found"
+    assert not graph["tinybt.run"] & methods, sorted(graph["tinybt.run"] & methods)
+
+
+def test_no_module_outside_methods_compares_method_names():
+    """Which method a run uses is looked up in the registry, never spelt out: no string
+    literal naming a method outside tinybt/methods/ (the grids' tags and notes aside)."""
+    from tinybt.methods import METHODS
+
+    names = set(METHODS)
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "methods" in path.relative_to(PACKAGE).parts or path.stem in ("grids", "comparison"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                for part in (node.left, *node.comparators):
+                    if isinstance(part, ast.Constant) and part.value in names:
+                        offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, f"method names compared outside tinybt/methods/: {offenders}"

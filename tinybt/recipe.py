@@ -221,10 +221,16 @@ def _check_method_options(config):
     method's option left at its default (a value given to a method that ignores it would
     silently change nothing)."""
     method = METHODS[config.method]
+    unknown = [name for name in method.options if not hasattr(config, name)]
+    if unknown:
+        raise TinyBTError(
+            f"--method {method.name}'s options ({', '.join(unknown)}) are not fields of Config: "
+            "register the method in tinybt/methods/__init__.py, which Config is built from"
+        )
     for name, spec in method_options().items():
-        value = getattr(config, name)
-        if name in target_network.OPTIONS:
+        if name in target_network.OPTIONS or not hasattr(config, name):
             continue
+        value = getattr(config, name)
         if name not in method.options:
             if value != spec.default:
                 raise TinyBTError(
