@@ -11,9 +11,11 @@ from tinybt import run as run_module
 from tinybt.augment import shuffle_pixels
 from tinybt.checkpoint import load_checkpoint
 from tinybt.evaluate import evaluate_checkpoint
+from tinybt.methods.barlow_twins import cross_correlation
 from tinybt.methods.target import WithTarget, ema_tau
 from tinybt.recipe import (
     Config,
+    build_correlation,
     build_model,
     build_objective,
     build_optimizer,
@@ -81,10 +83,14 @@ def test_every_method_lowers_its_loss_and_writes_its_files(tmp_path, name, chang
     )
 
 
-def test_byol_resumes_exactly_after_ctrl_c(tmp_path, monkeypatch):
+RESUMED = [v for v in VARIANTS if v[0] in ("byol", "simclr", "vicreg --ema")]
+
+
+@pytest.mark.parametrize("name, changes", RESUMED, ids=[v[0] for v in RESUMED])
+def test_every_kind_of_method_resumes_exactly_after_ctrl_c(tmp_path, monkeypatch, name, changes):
     """Target, predictor and the EMA schedule (a function of the step) all come back."""
-    whole = train(tiny_config(tmp_path / "whole", method="byol"), progress=False, log=None)
-    config = tiny_config(tmp_path / "split", method="byol")
+    whole = train(tiny_config(tmp_path / "whole", **changes), progress=False, log=None)
+    config = tiny_config(tmp_path / "split", **changes)
     real_step = interrupt_at(monkeypatch, 3)  # mid-way through the first epoch
     with pytest.raises(KeyboardInterrupt):
         train(config, progress=False, log=None)
@@ -182,3 +188,18 @@ def test_every_objective_keeps_the_networks_float32(tmp_path, name, changes):
     loss, _ = build_objective(config)(model, *(Tensor(v) for v in views))
     loss.backward()
     assert {p.grad.dtype for p in model.parameters()} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize(
+    "changes, standardized",
+    [({}, True), ({"standardize": False}, False), ({"method": "vicreg"}, True)],
+    ids=["barlow", "barlow --no-standardize", "vicreg"],
+)
+def test_the_snapshot_is_the_methods_own_c(tmp_path, changes, standardized):
+    """Barlow Twins snapshots the C its loss forms (only centred with --no-standardize);
+    VICReg, whose loss forms none, the standardised cross-correlation."""
+    z_a, z_b = (3.0 * v + 1.0 for v in np.random.default_rng(3).standard_normal((2, 16, 4)))
+    matrix = build_correlation(tiny_config(tmp_path, **changes))(z_a, z_b)
+    np.testing.assert_allclose(matrix, cross_correlation(z_a, z_b, standardized=standardized))
+    other = cross_correlation(z_a, z_b, standardized=not standardized)
+    assert not np.allclose(matrix, other)  # std 3: centred and standardised C differ
