@@ -110,6 +110,7 @@ def _constant(x):
     return x.detach() if hasattr(x, "detach") else x
 
 
+# ----- the method -----
 def objective(model, view_a, view_b):
     """Σ over both directions of mean_n (2 - 2 cos(q_n, z'_n)); logs the mean cosine."""
     _, (q_a, q_b), (target_a, target_b) = online_and_target(model, view_a, view_b)
