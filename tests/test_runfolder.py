@@ -70,7 +70,8 @@ def test_a_lock_is_held_by_its_process_and_free_once_released(tmp_path):
     lock = tmp_path / LOCK
     assert claim(lock) and claim(lock), "a process may claim its own lock again"
     assert lock.read_text() == str(os.getpid()) and not held_by_another(lock)
-    other = [sys.executable, "-c", f"from tinybt.runfolder import claim; print(claim({str(lock)!r}))"]
+    code = f"from tinybt.runfolder import claim; print(claim({str(lock)!r}))"
+    other = [sys.executable, "-c", code]
     assert subprocess.run(other, capture_output=True, text=True).stdout.strip() == "False"
     release(lock)
     assert not lock.exists()
