@@ -418,3 +418,17 @@ def test_gains_are_measured_from_each_runs_random_encoder():
     assert [r[0] for r in rows] == ["byol", "simclr"]
     assert rows[0][1:] == (0.55, 0.40, pytest.approx(0.15))
     assert rows[1][3] == pytest.approx(0.06) and rows[1][3] < comparison.LEARNS
+
+
+def test_the_readme_and_notebook_10_quote_the_rule_as_the_code_states_it():
+    """One definition of when two results differ: comparison's docstring, quoted verbatim."""
+    docstring = comparison.__doc__
+    start = docstring.index("    Two groups of accuracies differ")
+    rule = " ".join(docstring[start : docstring.index("unclear.", start) + 8].split())
+    repository = Path(__file__).resolve().parent.parent
+    readme = " ".join((repository / "README.md").read_text().replace("\n>", "\n").split())
+    notebook = json.loads((repository / "notebooks" / "10_comparison.ipynb").read_text())
+    markdown = " ".join(
+        "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "markdown"
+    )
+    assert rule in readme and rule in " ".join(markdown.split())

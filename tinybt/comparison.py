@@ -7,13 +7,12 @@ needs (`needed_runs`), and only once all of them are there: with any missing it 
 inconclusive and names them. Notebook 10 draws the figures, and
 `python -m tinybt.experiments verdicts` prints the table.
 
-When two results differ (`compare`), the one rule:
+When two results differ (`compare`), the one rule, which the README and notebook 10 quote:
 
-    Two groups of accuracies differ when, if each was measured over two or more seeds, their
-    means are further apart than twice the larger of their two spreads (sample standard
-    deviations over seeds), and, if either is a single run, their means are at least 3 points
-    apart. Over seeds, means within twice the spread and under 3 points apart are the same;
-    anything else is unclear.
+    Two groups of accuracies differ when their means are further apart than twice the larger
+    of their spreads (the sample standard deviation over seeds), if both were measured over
+    two or more seeds, or at least 3 points apart, if either is a single run. Means over seeds
+    within twice the spread and under 3 points apart are the same; anything else is unclear.
 
 The dimension sweep has one seed per point, so it is read as a trend: the least-squares slope
 of accuracy against log2 D, with its standard error.
