@@ -432,3 +432,18 @@ def test_the_readme_and_notebook_10_quote_the_rule_as_the_code_states_it():
         "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "markdown"
     )
     assert rule in readme and rule in " ".join(markdown.split())
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["run", "all", "--fast", "--dry-run"], ["verdicts"]],
+    ids=["run", "verdicts"],
+)
+def test_output_piped_into_a_reader_that_stops_early_gives_no_traceback(tmp_path, arguments):
+    command = " ".join([*EXPERIMENTS, *arguments, "--root", str(tmp_path)])
+    for reader in ("head -1", "true"):  # `true` stops before the program has written a line
+        piped = subprocess.run(
+            ["bash", "-c", f"{command} 2>{tmp_path / 'stderr'} | {reader}"], capture_output=True
+        )
+        assert piped.returncode == 0 and len(piped.stdout.splitlines()) <= 1
+        assert (tmp_path / "stderr").read_text() == ""

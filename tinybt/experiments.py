@@ -17,6 +17,7 @@ which prints each claim's verdict, the runs it used, its numbers, and the runs s
 Exit status: 0, 1 when runs failed (each is reported; none is recorded), 2 for bad input.
 """
 
+import os
 import sys
 
 from tinybt.comparison import verdicts
@@ -44,13 +45,14 @@ def parse_args(argv=None):
     run.add_argument("--dry-run", action="store_true", help="list the runs still to do, run none")
     run.add_argument("--only", nargs="+", metavar="NAME", help="run only these runs of the grid")
     judge = commands.add_parser("verdicts", help="print the claims' verdicts from the results")
+    run.add_argument(
+        "--fast",
+        action="store_true",
+        help="tiny runs of a few seconds on the shapes data (tests, notebook 10), recorded "
+        "apart from the real grids'",
+    )
+    judge.add_argument("--fast", action="store_true", help="judge from the --fast grids' records")
     for command in (run, judge):
-        command.add_argument(
-            "--fast",
-            action="store_true",
-            help="tiny runs of a few seconds on the shapes data (tests, notebook 10), recorded "
-            "apart from the real grids'",
-        )
         command.add_argument(
             "--root",
             default=None,
@@ -74,13 +76,19 @@ def main(argv=None):
     root = args.root or ("runs/experiments-fast" if args.fast else "results/experiments")
     try:
         if args.command == "verdicts":
-            return print_verdicts(root, args.fast)
-        return run_grids(args, root)
+            status = print_verdicts(root, args.fast)
+        else:
+            status = run_grids(args, root)
+        sys.stdout.flush()  # here, where a reader that stopped early is caught below
+        return status
     except TinyBTError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the output's reader stopped early (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def run_grids(args, root):
