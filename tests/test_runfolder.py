@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tinybt import runfolder
+from tinybt.errors import TinyBTError
 from tinybt.recipe import Config
 from tinybt.run import Run
 from tinybt.runfolder import LOCK, claim, held_by_another, release
@@ -122,7 +123,7 @@ def test_a_run_stopped_by_bad_input_frees_its_folder(tmp_path, existed):
     if existed:
         out.mkdir()
         (out / "notes.txt").write_text("mine")
-    with pytest.raises(Exception):  # noqa: B017 (whichever error the data gives)
+    with pytest.raises(TinyBTError, match="not a .tar.gz archive"):
         Run(corrupt_cifar_config(tmp_path, out), progress=False, log=None)
     if existed:
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
@@ -137,5 +138,5 @@ def test_the_program_stopped_by_bad_input_leaves_no_lock(tmp_path):
     command = [sys.executable, "-m", "tinybt.train", "--preset", "tiny", "--dataset", "cifar10"]
     command += ["--data-dir", str(archive), "--out", str(out)]
     failed = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert failed.returncode != 0
+    assert failed.returncode == 2 and "not a .tar.gz archive" in failed.stderr
     assert not Path(out, LOCK).exists() and not out.exists()

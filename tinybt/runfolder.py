@@ -112,7 +112,7 @@ def claim(lock):
     if fcntl is None:
         return _create(lock, key)
     while True:
-        file = open(lock, "a+")  # noqa: SIM115 (kept open while the lock is held)
+        file = open(lock, "a+")  # kept open while the lock is held
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -155,7 +155,10 @@ def release(lock):
     """Give up the lock file `lock` that this process holds: delete it, then drop its flock
     (in that order, so that no other process can take a file that is about to vanish)."""
     lock = Path(lock)
-    file = _held.pop(str(lock.resolve()), None)
+    key = str(lock.resolve())
+    if key not in _held:  # another process's, or nobody's: not ours to delete
+        return
+    file = _held.pop(key)
     lock.unlink(missing_ok=True)
     if file is not None:
         file.close()
