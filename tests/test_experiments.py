@@ -2,6 +2,7 @@
 verdicts on the review's claims, computed from made-up results with known answers."""
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -189,6 +190,25 @@ def test_every_append_starts_on_a_fresh_line(tmp_path, tail, kept):
     assert path.read_text().endswith('{"name": "next", "evaluation": {}}\n')
     assert [line["name"] for line in read_results(path)][-1] == "next"
     assert len(read_results(path)) == kept + 1
+
+
+def _append_many(path, worker, count):
+    for index in range(count):
+        append_result(path, {"name": f"{worker}-{index}", "evaluation": {}})
+
+
+def test_processes_appending_together_lose_no_line(tmp_path):
+    """Ten processes append 20 lines each to one record that starts with a torn tail: every
+    line is there, once."""
+    context = multiprocessing.get_context("fork")
+    path = tmp_path / "grid.jsonl"
+    path.write_text('{"name": "torn", "evalu')
+    workers = [context.Process(target=_append_many, args=(path, w, 20)) for w in range(10)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert len(read_results(path)) == 200
 
 
 def test_a_torn_record_does_not_swallow_the_next_run(tmp_path):

@@ -14,7 +14,8 @@ results/experiments), read by notebook 10 and by
     python -m tinybt.experiments verdicts
 
 which prints each claim's verdict, the runs it used, its numbers, and the runs still missing.
-Exit status: 0, 1 when runs failed (each is reported; none is recorded), 2 for bad input.
+Exit status: 0; 1 when runs failed (each is reported, none recorded) or, for verdicts, when
+runs are missing; 2 for bad input.
 """
 
 import os

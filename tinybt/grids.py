@@ -82,7 +82,7 @@ from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
 from tinybt.recipe import Config
 from tinybt.run import train
-from tinybt.runfolder import claim, held_by_another, read_metrics, release
+from tinybt.runfolder import claim, held_by_another, read_metrics, release, wait_to_hold
 from tinybt.tags import (
     ALL_AUGMENTATIONS,
     BARLOW_EMA,
@@ -252,36 +252,29 @@ def read_results(path, fast=False):
 
 
 def append_result(path, line):
-    """Append `line` (a dict) to the record at `path` as one JSON line, in one write of a file
-    opened for appending (O_APPEND), so lines of processes sharing the record never interleave.
-    A torn last line is cut off first, and a complete last line that lacks its newline gets it,
-    so the new line starts on a fresh line."""
-    _repair_tail(Path(path))
-    data = (json.dumps(line) + "\n").encode()
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(descriptor, data)
-    finally:
-        os.close(descriptor)
+    """Append `line` (a dict) to the record at `path` as one JSON line. Processes sharing the
+    record take turns (a flock on it): each cuts off a torn last line, or ends a complete last
+    line that lacks its newline, so its line starts on a fresh line, then appends it in one
+    write."""
+    with open(path, "a+b") as file:
+        wait_to_hold(file)
+        _repair_tail(file)
+        os.write(file.fileno(), (json.dumps(line) + "\n").encode())
 
 
-def _repair_tail(path):
-    """Make the record at `path` end with a complete line (or be empty)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
+def _repair_tail(file):
+    """Make the record open as `file` ("a+b") end with a complete line, or be empty."""
+    file.seek(0)
+    data = file.read()
     if not data or data.endswith(b"\n"):
         return
     start = data.rfind(b"\n") + 1
     try:
         json.loads(data[start:])
     except ValueError:  # torn: cut it off
-        with open(path, "r+b") as file:
-            file.truncate(start)
+        file.truncate(start)
         return
-    with open(path, "ab") as file:  # complete, only its newline missing
-        file.write(b"\n")
+    os.write(file.fileno(), b"\n")  # complete, only its newline missing
 
 
 # ----- running a grid -----

@@ -164,6 +164,14 @@ def release(lock):
         file.close()
 
 
+def wait_to_hold(file):
+    """Wait until this process holds the flock of the open `file`, which closing it gives up:
+    for files several processes append to (a grid's record). Without fcntl (Windows) it
+    returns at once."""
+    if fcntl is not None:
+        fcntl.flock(file, fcntl.LOCK_EX)
+
+
 def in_use(out):
     """The error for a run folder that another run is training in."""
     return TinyBTError(
