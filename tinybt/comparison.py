@@ -2,20 +2,36 @@
 
 A verdict is computed, never typed in: `verdicts(results)` reads the grids' result lines and
 returns, per claim, "supported", "not supported" or "inconclusive", with the numbers behind
-it. Notebook 10 draws the figures and prints these.
+it, the runs it used, and the runs it still lacks. A claim is judged only from the runs it
+needs (`needed_runs`), and only once all of them are there: with any missing it is
+inconclusive and names them. Notebook 10 draws the figures, and
+`python -m tinybt.experiments verdicts` prints the table.
 
-Two accuracies differ when their means are at least THRESHOLD (3 points) apart, unless both
-were measured over several seeds and the gap is within twice their spread; a gap under 3
-points counts only when seeds show it is more than twice the spread. Under 3 points with one
-seed there is no telling (`compare` says "unclear"); within twice the spread over seeds they
-are the "same". The dimension sweep has one seed per point, so it is read as a trend: the
-least-squares slope of accuracy against log2 D, with its standard error.
+When two results differ (`compare`), the one rule, which the README and notebook 10 quote:
+
+    Two groups of accuracies differ when their means are further apart than twice the larger
+    of their spreads (the sample standard deviation over seeds), if both were measured over
+    two or more seeds, or at least 3 points apart, if either is a single run. Means over seeds
+    within twice the spread and under 3 points apart are the same; anything else is unclear.
+
+The dimension sweep has one seed per point, so it is read as a trend: the least-squares slope
+of accuracy against log2 D, with its standard error.
 """
 
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from tinybt.grids import METHOD_NAMES, grid
+from tinybt.tags import (
+    ALL_AUGMENTATIONS,
+    BARLOW_EMA,
+    BARLOW_NOSTD,
+    CROP_AND_FLIP,
+    JITTER,
+    NO_JITTER,
+)
 
 THRESHOLD = 0.03  # 3 points of accuracy
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
@@ -34,12 +50,44 @@ CLAIMS = {
 
 @dataclass
 class Verdict:
-    """One claim judged: its number, the claim, the verdict and the numbers that decided it."""
+    """One claim judged: its number, the claim, the verdict, the numbers that decided it, the
+    runs it read ("grid/run") and the runs it needs that have no result yet."""
 
     claim: int
     statement: str
     verdict: str
     evidence: str
+    runs: tuple = ()
+    missing: tuple = ()
+
+
+# Which runs each claim needs: (grid, {tag: the values it may take}) for each grid it reads.
+NEEDS = {
+    1: [("methods", {"method": ("barlow", BARLOW_NOSTD)})],
+    2: [
+        (
+            "augmentations",
+            {"method": ("barlow", "byol"), "augment": (ALL_AUGMENTATIONS, CROP_AND_FLIP)},
+        )
+    ],
+    3: [("methods", {"method": METHOD_NAMES}), ("shuffle-cifar", {})],
+    4: [("dimension", {"method": ("barlow", "byol")})],
+    5: [("dimension", {"method": ("barlow", BARLOW_EMA, "byol")})],
+    6: [("methods", {"method": ("barlow", BARLOW_NOSTD, "vicreg")})],
+}
+
+
+def needed_runs(claim, fast=False):
+    """{grid: [run names]} that claim `claim` is judged from, as the grids (or, with `fast`,
+    the fast grids) define them."""
+    needed = {}
+    for name, wanted in NEEDS[claim]:
+        needed[name] = [
+            run
+            for run, (tags, _) in grid(name, fast).items()
+            if all(tags.get(key) in values for key, values in wanted.items())
+        ]
+    return needed
 
 
 # ----- reading results -----
@@ -81,7 +129,7 @@ def describe(values):
 
 
 # ----- whether each method learns -----
-LEARNS = 0.10  # issue 13: 10 points of linear accuracy over the random-initialised encoder
+LEARNS = 0.10  # a method learns: 10 points of linear accuracy over its random-initialised encoder
 
 
 def gains(lines, metric="linear"):
@@ -99,22 +147,18 @@ def gains(lines, metric="linear"):
 
 # ----- comparing -----
 def compare(a, b, threshold=THRESHOLD):
-    """How accuracies `a` compare with `b` (lists over seeds): "higher", "lower", "same",
-    "unclear" (under `threshold` apart with one seed, or apart by less than twice the spread),
-    or "missing" when either has no runs."""
+    """How accuracies `a` compare with `b` (lists over seeds), by the rule in the module
+    docstring: "higher", "lower", "same", "unclear", or "missing" when either has no runs."""
     if not a or not b:
         return "missing"
     difference = float(np.mean(a) - np.mean(b))
-    spreads = [s for s in (mean_and_spread(a)[1], mean_and_spread(b)[1]) if s is not None]
-    spread = max(spreads) if len(spreads) == 2 else None
-    beyond_noise = spread is not None and abs(difference) > 2 * spread
-    if abs(difference) >= threshold and (spread is None or beyond_noise):
-        return "higher" if difference > 0 else "lower"
-    if abs(difference) < threshold and beyond_noise:
-        return "higher" if difference > 0 else "lower"
-    if abs(difference) < threshold and spread is not None:
-        return "same"
-    return "unclear"
+    higher_or_lower = "higher" if difference > 0 else "lower"
+    spread_a, spread_b = mean_and_spread(a)[1], mean_and_spread(b)[1]
+    if spread_a is None or spread_b is None:  # a single run: only the 3 points count
+        return higher_or_lower if abs(difference) >= threshold else "unclear"
+    if abs(difference) > 2 * max(spread_a, spread_b):
+        return higher_or_lower
+    return "same" if abs(difference) < threshold else "unclear"
 
 
 def paired_differences(a, b):
@@ -148,7 +192,7 @@ def sweep(lines, method, metric="linear"):
 def claim_1(methods):
     barlow, without = (
         accuracies(methods, method="barlow"),
-        accuracies(methods, method="barlow-nostd"),
+        accuracies(methods, method=BARLOW_NOSTD),
     )
     result = compare(barlow, without)
     verdict = {"higher": SUPPORTED, "same": NOT_SUPPORTED, "lower": NOT_SUPPORTED}
@@ -156,10 +200,10 @@ def claim_1(methods):
     return _verdict(1, verdict.get(result, INCONCLUSIVE), evidence)
 
 
-def claim_2(augmentations, removed="crop and flip only"):
+def claim_2(augmentations, removed=CROP_AND_FLIP):
     drops = {
         method: paired_differences(
-            by_seed(augmentations, method=method, augment="all"),
+            by_seed(augmentations, method=method, augment=ALL_AUGMENTATIONS),
             by_seed(augmentations, method=method, augment=removed),
         )
         for method in ("barlow", "byol")
@@ -181,11 +225,9 @@ def claim_3(methods, shuffle):
     verdicts, parts = [], []
     for method in sorted({line["tags"]["method"] for line in shuffle}):
         real = accuracies(methods, method=method)
-        plain = accuracies(shuffle, method=method, colour="no colour jitter")
-        jittered = accuracies(shuffle, method=method, colour="colour jitter")
-        random_init = accuracies(
-            shuffle, encoder="random_init", method=method, colour="colour jitter"
-        )
+        plain = accuracies(shuffle, method=method, colour=NO_JITTER)
+        jittered = accuracies(shuffle, method=method, colour=JITTER)
+        random_init = accuracies(shuffle, encoder="random_init", method=method, colour=JITTER)
         as_real, as_random = compare(plain, real), compare(jittered, random_init)
         if as_real in ("same", "higher") and as_random in ("same", "lower"):
             verdicts.append(SUPPORTED)
@@ -227,13 +269,13 @@ def claim_4(dimension):
 
 def claim_5(dimension):
     curves = {
-        m: dict(zip(*sweep(dimension, m), strict=True)) for m in ("barlow", "barlow-ema", "byol")
+        m: dict(zip(*sweep(dimension, m), strict=True)) for m in ("barlow", BARLOW_EMA, "byol")
     }
-    shared = sorted(set(curves["barlow"]) & set(curves["barlow-ema"]) & set(curves["byol"]))
+    shared = sorted(set(curves["barlow"]) & set(curves[BARLOW_EMA]) & set(curves["byol"]))
     if not shared:
         return _verdict(5, INCONCLUSIVE, "the dimension sweep has too few runs")
     d = shared[0]
-    barlow, ema, byol = (curves[m][d] for m in ("barlow", "barlow-ema", "byol"))
+    barlow, ema, byol = (curves[m][d] for m in ("barlow", BARLOW_EMA, "byol"))
     evidence = f"at D = {d}: Barlow Twins {barlow:.1%}, with EMA {ema:.1%}, BYOL {byol:.1%}"
     if compare([byol], [barlow]) != "higher":
         return _verdict(5, INCONCLUSIVE, evidence + ": BYOL has no lead to close here")
@@ -246,7 +288,7 @@ def claim_5(dimension):
 
 def claim_6(methods):
     vicreg, barlow = accuracies(methods, method="vicreg"), accuracies(methods, method="barlow")
-    without = accuracies(methods, method="barlow-nostd")
+    without = accuracies(methods, method=BARLOW_NOSTD)
     against_barlow, against_without = compare(vicreg, barlow), compare(vicreg, without)
     evidence = (
         f"VICReg {describe(vicreg)}, Barlow Twins {describe(barlow)} ({against_barlow}), "
@@ -263,15 +305,41 @@ def _verdict(claim, verdict, evidence):
     return Verdict(claim, CLAIMS[claim], verdict, evidence)
 
 
-def verdicts(results):
-    """The six Verdicts from {grid name: result lines} (grids.read_results of each file)."""
-    methods, augmentations = results.get("methods", []), results.get("augmentations", [])
-    dimension, shuffle = results.get("dimension", []), results.get("shuffle-cifar", [])
-    return [
-        claim_1(methods),
-        claim_2(augmentations),
-        claim_3(methods, shuffle),
-        claim_4(dimension),
-        claim_5(dimension),
-        claim_6(methods),
-    ]
+JUDGES = {  # claim: (its judge, the grids it reads, in the judge's order)
+    1: (claim_1, ("methods",)),
+    2: (claim_2, ("augmentations",)),
+    3: (claim_3, ("methods", "shuffle-cifar")),
+    4: (claim_4, ("dimension",)),
+    5: (claim_5, ("dimension",)),
+    6: (claim_6, ("methods",)),
+}
+
+
+def verdicts(results, fast=False):
+    """The six Verdicts from {grid name: result lines} (grids.read_results of each record).
+
+    Each claim reads only the runs `needed_runs` names (of the fast grids, with `fast`); if
+    any is missing, its verdict is inconclusive and says which."""
+    judged = []
+    for claim, (judge, grids) in JUDGES.items():
+        needed = needed_runs(claim, fast)
+        used = {
+            name: [line for line in results.get(name, []) if line["name"] in needed[name]]
+            for name in grids
+        }
+        present = {(name, line["name"]) for name, lines in used.items() for line in lines}
+        runs = tuple(f"{name}/{run}" for name, names in needed.items() for run in names)
+        missing = tuple(
+            f"{name}/{run}"
+            for name, names in needed.items()
+            for run in names
+            if (name, run) not in present
+        )
+        if missing:
+            evidence = f"{len(missing)} of its {len(runs)} runs missing: {', '.join(missing)}"
+            verdict = _verdict(claim, INCONCLUSIVE, evidence)
+        else:
+            verdict = judge(*(used[name] for name in grids))
+        verdict.runs, verdict.missing = runs, missing
+        judged.append(verdict)
+    return judged

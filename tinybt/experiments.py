@@ -8,39 +8,66 @@ has started:
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
 
-Results: one JSON line per run in <root>/<grid>.jsonl (default root results/experiments), read by
-notebook 10.
+Results: one JSON line per finished, evaluated run in <root>/<grid>.jsonl (default root
+results/experiments), read by notebook 10 and by
+
+    python -m tinybt.experiments verdicts
+
+which prints each claim's verdict, the runs it used, its numbers, and the runs still missing.
+Exit status: 0; 1 when runs failed (each is reported, none recorded) or, for verdicts, when
+runs are missing; 2 for bad input.
 """
 
+import os
 import sys
 
+from tinybt.comparison import verdicts
 from tinybt.errors import OneLineArgumentParser, TinyBTError
-from tinybt.grids import CIFAR_SUBSET, GRIDS, run_grid
+from tinybt.grids import (
+    CIFAR_SUBSET,
+    GRIDS,
+    RunsFailed,
+    check_root,
+    read_results,
+    results_path,
+    run_grid,
+)
 
 
 def parse_args(argv=None):
     parser = OneLineArgumentParser(
         prog="python -m tinybt.experiments",
-        description="Run a named grid of training runs; finished runs are skipped.",
+        description="Run a named grid of training runs (finished runs are skipped), or print "
+        "the verdicts on the review's claims.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run (or continue) a grid")
     run.add_argument("grid", choices=(*GRIDS, "all"), help="which grid: all runs every one")
     run.add_argument("--dry-run", action="store_true", help="list the runs still to do, run none")
     run.add_argument("--only", nargs="+", metavar="NAME", help="run only these runs of the grid")
+    judge = commands.add_parser("verdicts", help="print the claims' verdicts from the results")
     run.add_argument(
-        "--fast", action="store_true", help="tiny runs of a few seconds (tests, notebook 10)"
+        "--fast",
+        action="store_true",
+        help="tiny runs of a few seconds on the shapes data (tests, notebook 10), recorded "
+        "apart from the real grids'",
     )
-    run.add_argument(
-        "--root", default=None, help="folder of the runs and results (default: results/experiments)"
-    )
+    judge.add_argument("--fast", action="store_true", help="judge from the --fast grids' records")
+    for command in (run, judge):
+        command.add_argument(
+            "--root",
+            default=None,
+            help="folder of the runs and results (default: results/experiments, "
+            "runs/experiments-fast with --fast)",
+        )
     run.add_argument(
         "--shapes-dir", default="data", help="where the shapes images are cached (default: data)"
     )
     run.add_argument(
         "--cifar",
-        default=CIFAR_SUBSET,
-        help=f"the CIFAR-10 archive or folder of the CIFAR grids (default: {CIFAR_SUBSET})",
+        default=None,
+        help=f"the CIFAR-10 archive or folder of the CIFAR grids (default: {CIFAR_SUBSET}); "
+        "not with --fast, which trains on the shapes data only",
     )
     return parser.parse_args(argv)
 
@@ -48,12 +75,33 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     root = args.root or ("runs/experiments-fast" if args.fast else "results/experiments")
+    try:
+        if args.command == "verdicts":
+            status = print_verdicts(root, args.fast)
+        else:
+            status = run_grids(args, root)
+        sys.stdout.flush()  # here, where a reader that stopped early is caught below
+        return status
+    except TinyBTError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the output's reader stopped early (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def run_grids(args, root):
+    """Run the grids that `args` names; 1 if runs failed (after trying every other run)."""
     grids = GRIDS if args.grid == "all" else (args.grid,)
     if args.only and len(grids) > 1:
-        print("error: --only names runs of one grid: name that grid, not all", file=sys.stderr)
-        return 2
-    try:
-        for name in grids:
+        raise TinyBTError("--only names runs of one grid: name that grid, not all")
+    if args.fast and args.cifar is not None:
+        raise TinyBTError("--fast trains every grid on the shapes data: drop --cifar, or --fast")
+    failures = []
+    for name in grids:
+        try:
             run_grid(
                 name,
                 root,
@@ -61,13 +109,33 @@ def main(argv=None):
                 args.only,
                 args.dry_run,
                 shapes_dir=args.shapes_dir,
-                cifar=args.cifar,
+                cifar=args.cifar or CIFAR_SUBSET,
             )
-    except TinyBTError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        except RunsFailed as error:
+            failures.append(str(error))
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def print_verdicts(root, fast):
+    """Print the claims table from the records under `root`; 0, or 1 if runs are missing."""
+    results = {}
+    for name in GRIDS:
+        path = results_path(root, name, fast)
+        check_root(root, path, write=False)
+        results[name] = read_results(path, fast)
+    judged = verdicts(results, fast)
+    for v in judged:
+        print(f"claim {v.claim}: {v.statement}")
+        print(f"  runs used: {len(v.runs) - len(v.missing)} of {len(v.runs)}")
+        print(f"  numbers: {v.evidence}")
+        print(f"  verdict: {v.verdict}")
+    missing = [run for v in judged for run in v.missing]
+    if missing:
+        print(f"missing runs: {', '.join(sorted(set(missing)))}")
+        return 1
+    print("missing runs: none")
     return 0
 
 

@@ -1,9 +1,9 @@
-"""The experiments that test the review's claims (issue 13): named grids of runs, and running
+"""The experiments that test the review's claims: named grids of runs, and running
 them so that a grid can stop and resume across sessions and run in several processes at once.
 
     budget         the cifar10 preset as it stands (100 epochs), on the CIFAR-10 subset, for
                    each method and Barlow Twins --ema, seed 0: whether every method learns at
-                   the preset's budget (the issue asks 10 points linear over its random encoder)
+                   the preset's budget (10 points linear over its random encoder)
     methods        (a) the four methods, and Barlow Twins without standardisation (claims 1
                    and 6), on the CIFAR-10 subset with the cifar10 preset's encoder,
                    projector and augmentations, the same budget for each, seeds 0 and 1
@@ -52,27 +52,51 @@ colour jitter" and "no grayscale" have one seed; the EMA rate starts at τ_base 
 learn's CIFAR value) rather than BYOL's 0.996, which suits hundreds of thousands of steps,
 not the grids' 600 to 4,000.
 
-`--fast` (tests, notebook 10's fast configuration): the tiny preset, 1 epoch, a few runs per
-grid, the same names and tags, so that everything downstream runs in seconds.
+`--fast` (tests, notebook 10's fast configuration): the tiny preset on the shapes data, 1
+epoch, a few runs per grid, the same names and tags, so that everything downstream runs in
+seconds. Its records and folders are its own (<grid>-fast.jsonl, <grid>-fast/), and each of
+its lines says "fast": true, which `read_results` checks: a fast run never counts as a run of
+the real grid.
 
-Each run is trained in its own folder, <root>/<grid>/<name>/, and when it finishes one JSON
-line is appended to <root>/<grid>.jsonl: its name, tags (what the grid varied), configuration,
-last epoch's metrics, evaluation and seconds. A run whose line is there is skipped; a run
-another process is training holds a lock file, <root>/<grid>/<name>.lock, and is skipped too;
-a run interrupted half-way resumes from its checkpoint.
+Each run is trained in its own folder, <root>/<grid>/<name>/, and the grid's record is
+<root>/<grid>.jsonl, under one rule: one JSON line per finished, evaluated run (its name, tags,
+configuration, last epoch's metrics, evaluation and seconds), unique by name, read back
+tolerant of a torn last line. So:
+- a run whose line is there is done and skipped; a run another process is training holds a
+  lock file, <root>/<grid>/<name>.lock (tinybt/runfolder.py), and is skipped too;
+- a run that fails (its data cannot be read, training diverges) writes no line: it is reported,
+  the other runs go on, and the command ends with an error naming it;
+- a run interrupted half-way resumes from its checkpoint, if the checkpoint was made with the
+  run's configuration; otherwise the run is refused (a failure, as above) and its folder kept;
+- a torn last line (a process killed while writing it) is cut off before the next line is
+  appended, and every line is appended in one write that starts on a fresh line.
 """
 
 import json
+import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
+from tinybt.methods import METHODS
 from tinybt.recipe import Config
-from tinybt.run import claim, read_metrics, train
+from tinybt.run import train
+from tinybt.runfolder import claim, held_by_another, read_metrics, release, wait_to_hold
+from tinybt.tags import (
+    ALL_AUGMENTATIONS,
+    BARLOW_EMA,
+    BARLOW_INVERSE_D,
+    BARLOW_NOSTD,
+    CROP_AND_FLIP,
+    JITTER,
+    NO_GRAYSCALE,
+    NO_JITTER,
+)
 
 GRIDS = ("budget", "methods", "augmentations", "dimension", "shuffle", "shuffle-cifar")
-METHOD_NAMES = ("barlow", "byol", "simclr", "vicreg")
+METHOD_NAMES = tuple(METHODS)  # every registered method, in the registry's order
 CIFAR_EPOCHS = 15  # every run of methods and shuffle-cifar (the cifar10 preset: 100)
 SHAPES_EPOCHS = 20  # every run of the shapes grids (the shapes preset: 50)
 SEEDS = (0, 1)
@@ -82,10 +106,10 @@ CIFAR_SUBSET = "../shared/datasets/cifar-10-python-subset.tar.gz"  # from the re
 
 # What the augmentation grid removes, on top of the preset's own changes (its crop scale).
 REMOVALS = {
-    "all": {},
-    "no colour jitter": {"jitter_p": 0.0},
-    "no grayscale": {"grayscale_p": 0.0},
-    "crop and flip only": {"jitter_p": 0.0, "grayscale_p": 0.0, "solarize_p": 0.0},
+    ALL_AUGMENTATIONS: {},
+    NO_JITTER: {"jitter_p": 0.0},
+    NO_GRAYSCALE: {"grayscale_p": 0.0},
+    CROP_AND_FLIP: {"jitter_p": 0.0, "grayscale_p": 0.0, "solarize_p": 0.0},
 }
 NO_COLOUR = {"jitter_p": 0.0, "grayscale_p": 0.0}  # the shuffle grid's "without colour jitter"
 
@@ -128,7 +152,7 @@ def _variations(name, fast):
         # the longest first, so that two processes sharing the grid finish together
         variants = {
             "byol": {"method": "byol"},
-            "barlow-ema": {"method": "barlow", "ema": True},
+            BARLOW_EMA: {"method": "barlow", "ema": True},
             "vicreg": {"method": "vicreg"},
             "simclr": {"method": "simclr"},
             "barlow": {"method": "barlow"},
@@ -138,17 +162,17 @@ def _variations(name, fast):
                 yield {"method": variant, "seed": 0}, {**changes, "seed": 0}
     elif name == "methods":
         variants = [({"method": m}, {"method": m}) for m in METHOD_NAMES]
-        variants.append(({"method": "barlow-nostd"}, {"standardize": False}))
+        variants.append(({"method": BARLOW_NOSTD}, {"standardize": False}))
         for tags, changes in variants:
             for seed in seeds:
                 yield {**tags, "seed": seed}, {**changes, "seed": seed}
     elif name == "augmentations":
         methods = ("barlow", "byol") if fast else METHOD_NAMES
-        removals = ("all", "crop and flip only") if fast else REMOVALS
+        removals = (ALL_AUGMENTATIONS, CROP_AND_FLIP) if fast else REMOVALS
         for method in methods:
             for removal in removals:
                 # claim 2 is judged on these two, so they get the seeds; the others one
-                judged = removal in ("all", "crop and flip only")
+                judged = removal in (ALL_AUGMENTATIONS, CROP_AND_FLIP)
                 for seed in seeds if judged else seeds[:1]:
                     tags = {"method": method, "augment": removal, "seed": seed}
                     yield (
@@ -158,24 +182,24 @@ def _variations(name, fast):
     elif name == "dimension":
         variants = {
             "barlow": {"method": "barlow"},
-            "barlow-1/D": {"method": "barlow"},
-            "barlow-ema": {"method": "barlow", "ema": True},
+            BARLOW_INVERSE_D: {"method": "barlow"},
+            BARLOW_EMA: {"method": "barlow", "ema": True},
             "byol": {"method": "byol"},
             "vicreg": {"method": "vicreg"},
         }
         dimensions = (8, 32) if fast else DIMENSIONS
         for variant, changes in variants.items():
-            if fast and variant in ("barlow-1/D", "vicreg"):
+            if fast and variant in (BARLOW_INVERSE_D, "vicreg"):
                 continue
             for d in dimensions:
                 hidden = 16 if fast else 256  # the preset's projector width; D varies alone
-                lambd = {"lambd": 1.0 / d} if variant == "barlow-1/D" else {}
+                lambd = {"lambd": 1.0 / d} if variant == BARLOW_INVERSE_D else {}
                 tags = {"method": variant, "dimension": d, "seed": 0}
                 yield tags, {**changes, **lambd, "projector": f"{hidden}-{hidden}-{d}"}
     else:  # shuffle, shuffle-cifar (one seed: a CIFAR run costs four shapes runs)
         methods = ("barlow", "byol") if fast else METHOD_NAMES
         for method in methods:
-            for colour, changes in (("colour jitter", {}), ("no colour jitter", NO_COLOUR)):
+            for colour, changes in ((JITTER, {}), (NO_JITTER, NO_COLOUR)):
                 for seed in seeds if name == "shuffle" else seeds[:1]:
                     tags = {"method": method, "colour": colour, "seed": seed}
                     config = {"method": method, "shuffle_pixels": True, "seed": seed}
@@ -189,24 +213,105 @@ def _slug(key, value):
     return prefix + str(value).replace(" ", "-").replace("/", "_")
 
 
+# ----- the grid's record -----
+def results_path(root, name, fast=False):
+    """The record of grid `name` under `root`: <name>.jsonl, or <name>-fast.jsonl for --fast."""
+    return Path(root) / f"{_folder_name(name, fast)}.jsonl"
+
+
+def _folder_name(name, fast):
+    return f"{name}-fast" if fast else name
+
+
+def read_results(path, fast=False):
+    """The lines of a grid's record ([] if there is none yet), one per finished run.
+
+    A torn last line, from a process killed while writing it, is dropped; so are lines of runs
+    that failed, which older versions of tinybt wrote. A line of a --fast run in the record of
+    a real grid (or the other way round), or a second line for one run, is refused.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise TinyBTError(f"{path} is a folder, not a grid's record: move it out of the way")
+    lines, names = [], set()
+    for number, line in enumerate(read_metrics(path), 1):
+        if "evaluation" not in line:
+            continue
+        if line.get("fast", False) != fast:
+            kind = "a --fast run" if line.get("fast") else "a run of the real grid"
+            raise TinyBTError(
+                f"line {number} of {path} is {kind} ({line['name']}): keep --fast records "
+                "apart (the fast grids write <grid>-fast.jsonl); move that line out"
+            )
+        if line["name"] in names:
+            raise TinyBTError(
+                f"line {number} of {path} repeats run {line['name']}: delete one of its lines"
+            )
+        names.add(line["name"])
+        lines.append(line)
+    return lines
+
+
+def append_result(path, line):
+    """Append `line` (a dict) to the record at `path` as one JSON line. Processes sharing the
+    record take turns (a flock on it): each cuts off a torn last line, or ends a complete last
+    line that lacks its newline, so its line starts on a fresh line, then appends it in one
+    write."""
+    with open(path, "a+b") as file:
+        wait_to_hold(file)
+        _repair_tail(file)
+        os.write(file.fileno(), (json.dumps(line) + "\n").encode())
+
+
+def _repair_tail(file):
+    """Make the record open as `file` ("a+b") end with a complete line, or be empty."""
+    file.seek(0)
+    data = file.read()
+    if not data or data.endswith(b"\n"):
+        return
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:])
+    except ValueError:  # torn: cut it off
+        file.truncate(start)
+        return
+    os.write(file.fileno(), b"\n")  # complete, only its newline missing
+
+
 # ----- running a grid -----
-def results_path(root, name):
-    return Path(root) / f"{name}.jsonl"
+class RunsFailed(TinyBTError):
+    """Runs of a grid that failed: each was reported as it failed, and none is in the record."""
 
 
-def read_results(path):
-    """The result lines of a grid's results file ([] if there is none yet); a torn last line,
-    from a process killed while writing it, is dropped."""
-    return read_metrics(Path(path))
+def check_root(root, path, write):
+    """One-line errors for a --root that cannot hold the grids: a file, a folder this process
+    cannot write to (when `write`), a record that is a folder."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise TinyBTError(f"--root {root} is a file, not a folder: give a folder for the grids")
+    if path.is_dir():
+        raise TinyBTError(f"{path} is a folder, not a grid's record: move it out of the way")
+    if not write:
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise TinyBTError(
+            f"cannot write to --root {root} ({error.strerror}): choose a folder you can write to"
+        ) from None
 
 
 def run_grid(name, root, fast=False, only=None, dry_run=False, log=print, **data):
-    """Train every run of grid `name` that no results line and no other process claims.
+    """Train every run of grid `name` that has no line in its record and no other process
+    claims; record each that finishes (see the module docstring for the rule).
 
     only: run names to restrict it to. dry_run: only say what would run. log: where progress
-    lines go (None: nowhere). data: shapes_dir
-    and cifar, as `grid` takes them. Returns the names of the runs this call finished (or,
-    with dry_run, would start).
+    lines go (None: nowhere). data: shapes_dir and cifar, as `grid` takes them. Returns the
+    names of the runs this call finished (or, with dry_run, would start); raises RunsFailed at
+    the end, after every other run, if any failed.
     """
     runs = grid(name, fast, **data)
     log = log or (lambda *_: None)
@@ -215,77 +320,93 @@ def run_grid(name, root, fast=False, only=None, dry_run=False, log=print, **data
         raise TinyBTError(
             f"grid {name} has no run {', '.join(unknown)}: `--dry-run` lists its runs"
         )
-    path = results_path(root, name)
-    finished = {line["name"] for line in read_results(path)}
+    path = results_path(root, name, fast)
+    check_root(root, path, write=not dry_run)
+    finished = {line["name"] for line in read_results(path, fast)}
     todo = [run for run in runs if run not in finished and (not only or run in only)]
     log(f"grid {name}: {len(runs)} runs, {len(finished & set(runs))} finished, {len(todo)} to do")
+    folder = Path(root) / _folder_name(name, fast)
     if dry_run:
         for run in todo:
-            busy = _lock_path(root, name, run).exists()
+            busy = held_by_another(folder / f"{run}.lock")
             log(f"  {run}{' (running elsewhere)' if busy else ''}")
         return todo
-    done = []
+    done, failed = [], []
     for index, run in enumerate(todo, 1):
         tags, config = runs[run]
-        config = replace(config, out=str(Path(root) / name / run))
-        with _claim(root, name, run) as claimed:
-            # another process may have finished it since the results were read
-            if not claimed or run in {line["name"] for line in read_results(path)}:
+        config = replace(config, out=str(folder / run))
+        lock = folder / f"{run}.lock"
+        folder.mkdir(parents=True, exist_ok=True)
+        if not claim(lock):
+            continue
+        try:
+            # another process may have finished it since the record was read
+            if run in {line["name"] for line in read_results(path, fast)}:
                 continue
             log(f"[{index}/{len(todo)}] {name}/{run}")
-            line = _train_one(run, tags, config)
-            with open(path, "a") as file:  # one short line, appended atomically (O_APPEND)
-                file.write(json.dumps(line) + "\n")
+            try:
+                line = _train_one(run, tags, config, fast)
+            except TinyBTError as error:
+                log(f"  failed: {error}")
+                failed.append(f"{run} ({error})")
+                continue
+            append_result(path, line)
             log(f"  {_summary(line)}")
             done.append(run)
+        finally:
+            release(lock)
+    if failed:
+        raise RunsFailed(
+            f"grid {name}: {len(failed)} run(s) failed and are not recorded: "
+            f"{'; '.join(failed)}; fix the cause and run the grid again"
+        )
     return done
 
 
-def _train_one(run, tags, config):
-    """One run trained and evaluated (resumed if a killed process left its checkpoint), as
-    the line its grid's results file gets. A run that diverges is a result too."""
+def _train_one(run, tags, config, fast):
+    """One run trained and evaluated (resumed if a killed process left its checkpoint, made
+    with this configuration), as the line its grid's record gets."""
     start = time.perf_counter()
     resume = (Path(config.out) / "checkpoint.npz").exists()
-    line = {"name": run, "tags": tags, "config": asdict(config)}
-    try:
-        result = train(config, resume=resume, overwrite=not resume, progress=False, log=None)
-    except TinyBTError as error:
-        return {**line, "error": str(error), "seconds": time.perf_counter() - start}
+    if resume:
+        _check_checkpoint_config(config)
+    result = train(config, resume=resume, overwrite=not resume, progress=False, log=None)
     return {
-        **line,
+        "name": run,
+        "tags": tags,
+        "fast": fast,
+        "config": asdict(config),
         "final": result["metrics"][-1],
         "evaluation": result["evaluation"],
         "seconds": time.perf_counter() - start,
     }
 
 
+# The fields a checkpoint may differ in from its grid's configuration and still be resumed.
+RESUMABLE_DIFFERENCES = ("out", "backend")
+
+
+def _check_checkpoint_config(config):
+    """Refuse to resume a run folder whose checkpoint was made with another configuration (an
+    edited grid, another --cifar or --shapes-dir): its result would not be this run's."""
+    checkpoint = Path(config.out) / "checkpoint.npz"
+    saved = load_checkpoint(checkpoint)[2].get("config", {})
+    wanted = asdict(config)
+    differences = [
+        f"{key} {saved.get(key)!r} there, {wanted[key]!r} here"
+        for key in wanted
+        if key not in RESUMABLE_DIFFERENCES and saved.get(key) != wanted[key]
+    ]
+    if differences:
+        raise TinyBTError(
+            f"not resumed: {checkpoint} was made with another configuration "
+            f"({'; '.join(differences)}); delete {config.out} to train the run afresh"
+        )
+
+
 def _summary(line):
-    if "error" in line:
-        return f"failed: {line['error']}"
     learned, random_init = line["evaluation"]["learned"], line["evaluation"]["random_init"]
     return (
         f"linear {learned['linear']:.1%} (random encoder {random_init['linear']:.1%}), "
         f"kNN {learned['knn']:.1%}, {line['seconds']:.0f} s"
     )
-
-
-def _lock_path(root, name, run):
-    return Path(root) / name / f"{run}.lock"
-
-
-class _claim:
-    """The grid's lock file for one run (tinybt.run.claim); `claimed` is False when another
-    process that is still running holds it."""
-
-    def __init__(self, root, name, run):
-        self.path = _lock_path(root, name, run)
-        self.claimed = False
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.claimed = claim(self.path)
-        return self.claimed
-
-    def __exit__(self, *exc):
-        if self.claimed:
-            self.path.unlink(missing_ok=True)

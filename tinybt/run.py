@@ -9,18 +9,12 @@ with exact resume, Ctrl-C that saves, a clear stop when training diverges, and a
 that no other run overwrites. The programs `python -m tinybt.train` and
 `python -m tinybt.experiments` drive it.
 
-Files written to the run's folder (config.out):
-    checkpoint.npz      networks, optimiser, generator state, epoch (see tinybt/checkpoint.py)
-    metrics.jsonl       one JSON line per epoch: loss, the terms its method reports, img/s, ...
-    snapshots.npz       C on a fixed held-out batch at log-spaced steps (steps, matrices)
-    cross_correlation.png / .gif   those snapshots, converging to the identity
-    evaluation.json     kNN and linear-probe accuracy, learned vs random encoder
-    run.lock            while a process trains there: its process id
+The files a run writes to its folder (config.out), and the lock that keeps other runs out of
+it, are tinybt/runfolder.py's.
 """
 
 import json
 import math
-import os
 import signal
 import time
 from dataclasses import asdict
@@ -35,7 +29,6 @@ from tinybt.checkpoint import (
     atomic_savez,
     generator_state,
     load_checkpoint,
-    remove_stale_temporaries,
     restore_generator,
     save_checkpoint,
 )
@@ -55,128 +48,8 @@ from tinybt.recipe import (
     train_step,
     validate,
 )
+from tinybt.runfolder import free_folder, prepare_folder, read_metrics
 from tinybt.tensor import Tensor, no_grad
-
-RUN_FILES = (
-    "checkpoint.npz",
-    "metrics.jsonl",
-    "snapshots.npz",
-    "cross_correlation.png",
-    "cross_correlation.gif",
-    "evaluation.json",
-)
-
-
-LOCK = "run.lock"  # while a process trains in the folder: its id
-
-
-def process_alive(pid):
-    """Whether process `pid` is still running. On POSIX signal 0 checks and sends nothing; on
-    Windows os.kill would stop the process, so there every lock counts as held."""
-    if os.name == "nt":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it runs, as another user
-        return True
-    return True
-
-
-def held_by_another(lock):
-    """Whether the lock file `lock` (a Path) belongs to another process that is still running.
-
-    A lock holds its process's id; an empty one was created a moment ago, its id not yet
-    written, and counts as held. A lock whose process has ended (a killed run left it), or
-    that this very process wrote, does not.
-    """
-    try:
-        text = lock.read_text().strip()
-    except OSError:  # no lock; or no folder, which creating it will report
-        return False
-    if not text:
-        return True
-    try:
-        pid = int(text)
-    except ValueError:  # not a lock of ours
-        return False
-    return pid != os.getpid() and process_alive(pid)
-
-
-def claim(lock):
-    """Create the lock file `lock` holding this process's id. True if this process now holds
-    it; False if another process that is still running does. A stale lock is replaced."""
-    if held_by_another(lock):
-        return False
-    lock.unlink(missing_ok=True)
-    try:
-        with open(lock, "x") as file:  # "x": fails if the file exists, in one system call
-            file.write(str(os.getpid()))
-    except FileExistsError:  # another process claimed it since the check above
-        return False
-    return True
-
-
-def in_use(out):
-    """The error for a run folder that another run is training in."""
-    return TinyBTError(
-        f"{out} is in use by another run (its process id is in {out / LOCK}): wait for it to "
-        "stop, or choose another --out; delete that file if no tinybt run is using the folder"
-    )
-
-
-def prepare_folder(out, resume, overwrite):
-    """Check that the run folder `out` can be used, before any work; create it if needed.
-
-    A new run refuses a folder that holds another run's files, unless `overwrite` (then those
-    files are deleted); `resume` needs the folder's checkpoint. The folder must be writable:
-    finding that out after an epoch of training would lose the epoch. The folder is claimed
-    for this process (a lock, run.lock, that Run.train deletes when it stops) before anything
-    in it is deleted: with --overwrite, the old run's files, and temporary files that a killed
-    run left while saving. A second run started before the first has saved anything would
-    otherwise find none of its files and write over them.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TinyBTError(f"--out {out} is a file, not a folder: give a folder for the run")
-    if held_by_another(out / LOCK):  # first: its files are a live run's, to leave alone
-        raise in_use(out)
-    existing = [name for name in RUN_FILES if (out / name).exists()]
-    if resume:
-        checkpoint_to_resume(out)
-    if existing and not resume and not overwrite:
-        raise TinyBTError(
-            f"{out} already holds a run ({', '.join(existing)}): continue it with --resume, "
-            "choose another --out, or replace it with --overwrite"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-        if not claim(out / LOCK):  # before deleting anything: a run may have started since
-            raise in_use(out)
-        if overwrite and not resume:
-            for name in existing:
-                (out / name).unlink()
-        remove_stale_temporaries(out)
-    except OSError as error:
-        raise TinyBTError(
-            f"cannot write to --out {out} ({error.strerror}): choose a folder you can write to"
-        ) from None
-    return out
-
-
-def checkpoint_to_resume(out):
-    """The checkpoint of the run in folder `out`, which --resume continues."""
-    path = Path(out) / "checkpoint.npz"
-    if not path.is_file():
-        raise TinyBTError(
-            f"nothing to resume: {out} holds no checkpoint.npz; give the run's folder as --out"
-        )
-    return path
-
 
 # What Run.save writes into a checkpoint's meta, and resuming reads back.
 RUN_META = ("config", "epoch", "batch", "order", "rng", "sums")
@@ -193,24 +66,6 @@ def load_run_checkpoint(path):
             "of tinybt; resume it with that version, or start a new run in another --out"
         )
     return model_state, optim_state, meta
-
-
-def read_metrics(path):
-    """The per-epoch records of metrics.jsonl. A torn last line (the process was killed while
-    writing it) is dropped: the checkpoint, written after it, knows where the run stands."""
-    if not path.exists():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    records = []
-    for number, line in enumerate(lines, 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number < len(lines):
-                raise TinyBTError(
-                    f"line {number} of {path} is not JSON: repair or delete that line"
-                ) from None
-    return records
 
 
 def snapshot_steps(total_steps, count=16):
@@ -237,7 +92,17 @@ class Run:
         self.log = log or (lambda *_: None)
         backend.set_backend(config.backend)
         backend.reuse_freed_memory()  # a fifth faster on the CPU: see its docstring
+        created = not Path(config.out).exists()
         self.out = prepare_folder(config.out, resume, overwrite)
+        try:
+            self._build(train_set, resume)
+        except BaseException:  # bad data, a corrupt checkpoint, Ctrl-C: the folder is free
+            free_folder(self.out, created)
+            raise
+
+    def _build(self, train_set, resume):
+        """Load the data, build everything, and restore it when resuming."""
+        config = self.config
         self.checkpoint_path = self.out / "checkpoint.npz"
 
         self.train_set = load_split(config, "train") if train_set is None else train_set
@@ -350,7 +215,7 @@ class Run:
             self._take_snapshot(self.total_steps)
             self._save_snapshots(figure=True)
         finally:  # stopped, by the end, Ctrl-C or an error: the folder is free again
-            (self.out / LOCK).unlink(missing_ok=True)
+            free_folder(self.out)
         return self.metrics()
 
     def _train_epoch(self, interrupted, bar):

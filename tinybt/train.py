@@ -11,7 +11,8 @@ from dataclasses import fields, replace
 
 from tinybt.errors import OneLineArgumentParser, TinyBTError
 from tinybt.recipe import PRESETS, Config
-from tinybt.run import checkpoint_to_resume, load_run_checkpoint, train
+from tinybt.run import load_run_checkpoint, train
+from tinybt.runfolder import checkpoint_to_resume
 
 # ----- command line -----
 # What --resume lets a flag change: where the run is and runs, not what it computes.

@@ -1,0 +1,19 @@
+"""The tags that name the grids' variants, defined once: tinybt/grids.py gives them to its runs
+and tinybt/comparison.py picks runs by them, so a tag renamed here is renamed on both sides.
+
+A run's tags are {"method": ..., "seed": ...} plus what its grid varies: "augment",
+"dimension" or "colour". The method tag is a method's name, or one of these variants of it.
+"""
+
+BARLOW_NOSTD = "barlow-nostd"  # Barlow Twins without standardising the embeddings
+BARLOW_EMA = "barlow-ema"  # Barlow Twins with an EMA target (--ema)
+BARLOW_INVERSE_D = "barlow-1/D"  # Barlow Twins with lambda = 1/D
+
+# the augmentation grid's "augment" tag: what is removed
+ALL_AUGMENTATIONS = "all"
+NO_JITTER = "no colour jitter"  # also the shuffle grids' "colour" tag without colour distortion
+NO_GRAYSCALE = "no grayscale"
+CROP_AND_FLIP = "crop and flip only"
+
+# the shuffle grids' "colour" tag
+JITTER = "colour jitter"
