@@ -1,6 +1,11 @@
 """How errors reach the user: one line that says what to do, never a traceback."""
 
 import argparse
+import os
+import sys
+from pathlib import Path
+
+import tinybt
 
 
 class TinyBTError(Exception):
@@ -21,3 +26,45 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message} (`{self.prog} --help` lists the options)\n")
+
+
+def run_program(main):
+    """Run a program's `main()` and exit with the status it returns.
+
+    Output piped into a command that stops reading early (`python -m tinybt.train --help |
+    head -1`) ends the program quietly, with the status of a process stopped by SIGPIPE (141),
+    instead of a BrokenPipeError traceback from the next write or the final flush.
+    """
+    try:
+        try:
+            status = main()
+        finally:  # the buffered output is written here, while the error can still be caught
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout once more as it exits; pointing it at /dev/null keeps that quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+        status = 141
+    sys.exit(status)
+
+
+def _refuse_shadowing_folder():
+    """Stop, in one line, when a folder named tinybt (a clone of the repository, say) in the
+    current folder hides the installed package: Python imports the current folder's first, as
+    a package without files, and every later import would fail in its own confusing way."""
+    if getattr(tinybt, "__file__", None) is not None:
+        return
+    folder = Path(next(iter(tinybt.__path__), "tinybt")).resolve()
+    message = (
+        f"the folder {folder} hides the installed tinybt (Python imports a folder named tinybt "
+        "in the current folder first): run the command from another folder"
+    )
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main_spec is not None and main_spec.name.startswith("tinybt."):
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(2)
+    raise ImportError(message)
+
+
+_refuse_shadowing_folder()

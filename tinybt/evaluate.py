@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tinybt import backend
 from tinybt.checkpoint import load_checkpoint
-from tinybt.errors import OneLineArgumentParser, TinyBTError
+from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.recipe import Config, build_model, evaluate_run, load_split, validate
 
 
@@ -75,4 +75,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_program(main)

@@ -14,7 +14,7 @@ notebook 10.
 
 import sys
 
-from tinybt.errors import OneLineArgumentParser, TinyBTError
+from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.grids import CIFAR_SUBSET, GRIDS, run_grid
 
 
@@ -72,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_program(main)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from tinybt.errors import OneLineArgumentParser, TinyBTError
+from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.recipe import PRESETS, Config
 from tinybt.run import checkpoint_to_resume, load_run_checkpoint, train
 
@@ -105,4 +105,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_program(main)
