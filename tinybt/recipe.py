@@ -17,6 +17,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
@@ -163,6 +164,8 @@ def validate(config):
         "augment": tuple(AUGMENTATIONS),
         "method": METHODS,
     }
+    if config.backend not in backend.BACKENDS and config.backend == backend_in_use():
+        raise TinyBTError(backend.environment_complaint(config.backend))
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             raise TinyBTError(
@@ -329,6 +332,24 @@ def load_split(config, split):
     return dataset
 
 
+def stored_data_dir(config, folder):
+    """The data_dir of the run stored in `folder`, as a path that works from here.
+
+    A relative data_dir is relative to the folder the run was started in. When the stored
+    `out` is relative too, that folder is `folder` less the parts of `out` (runs/NAME under
+    the project, say), wherever the project now is; a data_dir found there is the run's own.
+    Otherwise it is kept as stored, relative to the current folder.
+    """
+    data_dir, out = Path(config.data_dir), Path(config.out)
+    folder = Path(folder).resolve()
+    if data_dir.is_absolute() or out.is_absolute() or ".." in out.parts:
+        return config.data_dir
+    if folder.parts[-len(out.parts) :] != out.parts:
+        return config.data_dir
+    started_in = folder.parents[len(out.parts) - 1]
+    return str(started_in / data_dir) if (started_in / data_dir).exists() else config.data_dir
+
+
 def first_images(dataset, count):
     """The dataset cut to its first `count` images (the datasets come in random order)."""
     return replace(dataset, images=dataset.images[:count], labels=dataset.labels[:count])
@@ -357,9 +378,14 @@ def train_step(model, optimizer, view_a, view_b, objective, tau=None):
 TOO_CLOSE = 0.02  # a learned encoder this close to its random start has not learnt yet
 
 
-def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print):
+def evaluate_run(
+    model, config, train_set, test_set, probe_epochs=100, log=print, epochs_done=None
+):
     """Accuracies of the trained encoder and of the same encoder at its initialisation (the
-    run's own starting point, rebuilt from its seed); a note when the run is too short."""
+    run's own starting point, rebuilt from its seed); a note when the run is too short.
+    epochs_done: the epochs the model has trained, if fewer than config.epochs (a run that
+    was stopped)."""
+    epochs_done = config.epochs if epochs_done is None else epochs_done
     learned = evaluate_encoder(model.encoder, train_set, test_set, probe_epochs)
     random_init = evaluate_encoder(build_model(config).encoder, train_set, test_set, probe_epochs)
     result = {
@@ -370,9 +396,9 @@ def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print
     }
     if learned["linear"] < random_init["linear"] + TOO_CLOSE:
         result["note"] = (
-            f"after {config.epochs} epochs the learned encoder is not yet better than its "
-            "random initialisation: the run is too short to judge; train longer (--epochs; "
-            "the README's shapes run takes 50 epochs, the CIFAR-10 run 100)"
+            f"after {epochs_done} epoch{'' if epochs_done == 1 else 's'} the learned encoder "
+            "is not yet better than its random initialisation: the run is too short to judge; "
+            "train longer (--epochs; the README's shapes run takes 50 epochs, the CIFAR-10 run 100)"
         )
     if log:
         log(format_table(result))

@@ -267,6 +267,11 @@ class Run:
     def _snapshot_views(self):
         """Two fixed augmented views of the first held-out images, the same at every snapshot."""
         images = self.test_set.images[: self.config.snapshot_size]
+        if len(images) < self.config.snapshot_size:
+            self.log(
+                f"note: --snapshot-size {self.config.snapshot_size} is more than the "
+                f"{len(images)} held-out images: the snapshots of C use all {len(images)}"
+            )
         return self.augment(backend.to_device(images), np.random.default_rng([self.config.seed, 2]))
 
     # ----- resume -----
