@@ -40,7 +40,7 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
             f"{checkpoint} was written by another version of tinybt: evaluate it with that one"
         ) from None
     backend_name = backend_name or os.environ.get("TINYBT_BACKEND") or config.backend
-    data_dir = data_dir or stored_data_dir(config, checkpoint.parent)
+    data_dir = stored_data_dir(config, checkpoint.parent) if data_dir is None else data_dir
     config = replace(config, backend=backend_name, data_dir=data_dir)
     validate(config)
     backend.set_backend(config.backend)

@@ -325,6 +325,11 @@ def load_split(config, split):
         download=config.download,
     )
     if split == "train" and config.train_size:
+        if config.train_size > len(dataset):
+            raise TinyBTError(
+                f"--train-size {config.train_size} is more than the {len(dataset)} training "
+                f"images of {config.dataset}: lower it, or give 0 to train on all of them"
+            )
         dataset = first_images(dataset, config.train_size)
     if config.shuffle_pixels:  # a generator of the same seed: both splits shuffled alike
         shuffled = augment.shuffle_pixels(dataset.images, np.random.default_rng([config.seed, 3]))

@@ -34,6 +34,7 @@ from tinybt.checkpoint import (
     atomic_savez,
     generator_state,
     load_checkpoint,
+    read_npz,
     remove_stale_temporaries,
     restore_generator,
     save_checkpoint,
@@ -283,18 +284,29 @@ class Run:
         self.order = None if meta["order"] is None else np.asarray(meta["order"])
         self.rng = restore_generator(meta["rng"])
         self.sums = meta["sums"]
-        snapshots_file = self.out / "snapshots.npz"
-        if snapshots_file.exists():
-            with np.load(snapshots_file) as saved:
-                self.snapshots = {
-                    int(s): m
-                    for s, m in zip(saved["steps"], saved["matrices"], strict=True)
-                    if s < self.epoch * self.steps_per_epoch + self.batch
-                }
+        self.snapshots = self._saved_snapshots(self.epoch * self.steps_per_epoch + self.batch)
         self._keep_metrics_before(self.epoch)
         self.log(
             f"resumed from {self.checkpoint_path} at epoch {self.epoch + 1}, batch {self.batch}"
         )
+
+    def _saved_snapshots(self, before):
+        """{step: C} of snapshots.npz for the steps before `before`. The snapshots only draw
+        the figure, so a damaged file is noted and the figure starts where the run resumes."""
+        path = self.out / "snapshots.npz"
+        if not path.exists():
+            return {}
+        try:
+            saved = read_npz(path, "the figure of C starts where the run resumes")
+            pairs = zip(saved["steps"], saved["matrices"], strict=True)
+            return {int(step): matrix for step, matrix in pairs if step < before}
+        except TinyBTError as error:
+            self.log(f"note: {error}")
+        except (KeyError, ValueError):  # not the two arrays that Run writes
+            self.log(
+                f"note: {path} holds no snapshots: the figure of C starts where the run resumes"
+            )
+        return {}
 
     def _keep_metrics_before(self, epoch):
         path = self.out / "metrics.jsonl"

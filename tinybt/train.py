@@ -63,6 +63,10 @@ def config_from_args(args):
     """Defaults, then the preset, then the flags given on the command line; with --resume,
     the configuration stored in the run's checkpoint, which flags may not contradict."""
     given = given_options(args)
+    if args.resume and args.overwrite:
+        raise TinyBTError(
+            "--resume continues the run in --out and --overwrite deletes it: give one of them"
+        )
     if not args.resume:
         return replace(Config.preset(args.preset or "shapes"), **given)
     if args.preset is not None:
