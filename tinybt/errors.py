@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -31,15 +32,19 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 def run_program(main):
     """Run a program's `main()` and exit with the status it returns.
 
+    Ctrl-C that main does not catch ends the program with status 130, as from the shell.
     Output piped into a command that stops reading early (`python -m tinybt.train --help |
     head -1`) ends the program quietly, with the status of a process stopped by SIGPIPE (141),
     instead of a BrokenPipeError traceback from the next write or the final flush.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt again
     try:
         try:
             status = main()
         finally:  # the buffered output is written here, while the error can still be caught
             sys.stdout.flush()
+    except KeyboardInterrupt:  # what a program does not catch itself: stop, without a traceback
+        status = 130
     except BrokenPipeError:
         # Python flushes stdout once more as it exits; pointing it at /dev/null keeps that quiet.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -60,11 +65,22 @@ def _refuse_shadowing_folder():
         f"the folder {folder} hides the installed tinybt (Python imports a folder named tinybt "
         "in the current folder first): run the command from another folder"
     )
-    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if main_spec is not None and main_spec.name.startswith("tinybt."):
+    if _program_started():
         sys.stderr.write(f"error: {message}\n")
         raise SystemExit(2)
     raise ImportError(message)
 
 
+def _program_started():
+    """Whether the process runs one of tinybt's programs (`python -m tinybt.NAME`)."""
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return main_spec is not None and main_spec.name.startswith("tinybt.")
+
+
+def _stop_quietly(signum, frame):
+    raise SystemExit(130)
+
+
 _refuse_shadowing_folder()
+if _program_started():  # Ctrl-C while the program imports its modules: no traceback
+    signal.signal(signal.SIGINT, _stop_quietly)

@@ -364,6 +364,12 @@ class Run:
                     self._finish_epoch()
             self._take_snapshot(self.total_steps)
             self._save_snapshots(figure=True)
+            if interrupted.flag:  # Ctrl-C as the last epoch ended: the run is whole and saved
+                self.log(
+                    f"interrupted after the last epoch: the run is saved in {self.out}"
+                    + ("; --resume evaluates it" if c.evaluate else "")
+                )
+                raise KeyboardInterrupt
         finally:  # stopped, by the end, Ctrl-C or an error: the folder is free again
             (self.out / LOCK).unlink(missing_ok=True)
         return self.metrics()
@@ -496,6 +502,10 @@ def train(config, resume=False, overwrite=False, progress=True, log=print):
     metrics = run.train()
     evaluation = None
     if config.evaluate:
-        evaluation = evaluate_run(run.model, config, run.train_set, run.test_set, log=run.log)
+        try:
+            evaluation = evaluate_run(run.model, config, run.train_set, run.test_set, log=run.log)
+        except KeyboardInterrupt:
+            run.log(f"interrupted: the trained run is saved in {run.out}; --resume evaluates it")
+            raise
         (run.out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     return {"metrics": metrics, "evaluation": evaluation, "run": run}
