@@ -41,8 +41,8 @@ def load(split, data_dir, seed=0, num_train=5000, num_test=1000, size=32):
     """
     if Path(data_dir).is_file():
         raise TinyBTError(
-            f"the data directory {data_dir} is a file, not a folder: shapes are generated "
-            "into a folder; give one (an existing one, or a new one to create)"
+            f"the data directory {data_dir} is a file, not a folder (shapes are generated "
+            "into one): pass a data directory that is a writable folder"
         )
     path = Path(data_dir) / f"shapes-v{VERSION}-{size}px-{num_train}-{num_test}-seed{seed}.npz"
     arrays = _read_cache(path)
