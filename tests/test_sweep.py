@@ -57,7 +57,8 @@ def stopped(status, phrase=""):
 # {data} is {base}/data; {tmp} a fresh folder per case; {file} a file in it. How it runs: "plain";
 # "closed" (stdout is a pipe whose reader has gone: `| head -1`); "sigint@SECONDS" or
 # "sigint@TEXT" (Ctrl-C after that many seconds, or once TEXT is printed); "in-base" (run in
-# {base}); "in-tmp"; "in-shadow" (run in a folder that holds a folder named tinybt).
+# {base}); "in-tmp"; "in-shadow" (run beside a clone of the repository named tinybt);
+# "in-harmless" (beside a folder of notes named tinybt); "env:NAME=VALUE".
 PROGRAM_CASES = [
     # training: numbers, paths and flags that contradict each other
     ("train-size above the data", TINY + " --out {tmp}/o --train-size 100000", "plain",
@@ -88,6 +89,8 @@ PROGRAM_CASES = [
     ("resume beside a snapshots.npz of other arrays",
      TRAIN + " --resume --no-evaluate --out {other_snapshots}", "plain",
      ok("holds no snapshots")),
+    ("resume beside snapshots of another size",
+     TRAIN + " --resume --no-evaluate --out {other_size}", "plain", ok("holds no snapshots")),
     ("truncated shapes cache", TINY + " --out {tmp}/o --data-dir {truncated_cache}", "plain",
      ok("truncated or corrupt: generating the shapes again")),
     # evaluation
@@ -131,7 +134,10 @@ PROGRAM_CASES = [
     ("exercises start beside a tinybt clone", EXERCISES + " start copy", "in-shadow",
      error("hides the installed tinybt")),
     ("train beside a tinybt clone", TRAIN + " --help", "in-shadow",
-     error("hides the installed tinybt")),
+     error("its data stands in for tinybt.data")),
+    ("exercises beside a folder named tinybt", EXERCISES + " start copy", "in-harmless",
+     ok("fences to fill")),
+    ("train beside a folder named tinybt", TRAIN + " --help", "in-harmless", ok("--preset")),
     # experiments
     ("experiments --only with all", EXPERIMENTS + " run all --only a", "plain",
      error("--only names runs of one grid")),
@@ -160,6 +166,7 @@ SLOW = {
     "resume a finished run",
     "resume beside a damaged snapshots.npz",
     "resume beside a snapshots.npz of other arrays",
+    "resume beside snapshots of another size",
     "truncated shapes cache",
     "evaluate an unfinished run",
     "evaluate from another folder",
@@ -183,8 +190,11 @@ def workspace(tmp_path_factory, request):
     places["cifar_run"] = with_meta(places["fake"], root / "cifar run", dataset="cifar10")
     places["unfinished"] = with_meta(places["fake"], root / "unfinished", epochs=3, epoch=1)
     places["shadow"] = root / "shadow"
-    (places["shadow"] / "tinybt").mkdir(parents=True)  # a clone's folder: no __init__.py
+    (places["shadow"] / "tinybt" / "data").mkdir(parents=True)  # a clone: no __init__.py
     (places["shadow"] / "tinybt" / "README.md").write_text("a clone of tinybt")
+    places["harmless"] = root / "harmless"
+    (places["harmless"] / "tinybt").mkdir(parents=True)  # a user's folder of that name
+    (places["harmless"] / "tinybt" / "notes.txt").write_text("my notes")
     if SLOW & chosen_cases(request):
         places.update(real_run(root, base))
     return places
@@ -206,7 +216,7 @@ def fake_run(base):
     folder = base / "runs" / "fake"
     folder.mkdir(parents=True)
     save_checkpoint(folder / "checkpoint.npz", model, build_optimizer(config, model), meta)
-    np.savez(folder / "snapshots.npz", steps=np.arange(2), matrices=np.zeros((2, 4, 4)))
+    np.savez(folder / "snapshots.npz", steps=np.arange(2), matrices=np.zeros((2, 32, 32)))
     (folder / "metrics.jsonl").write_text('{"epoch": 1}\n')
     return folder
 
@@ -221,11 +231,14 @@ def real_run(root, base):
     # a --snapshot-size above the 1000 held-out images is said, not cut without a word
     assert "--snapshot-size 2000 is more than the 1000 held-out images" in made.stdout
     places = {"run": base / "runs" / "run"}
-    for name in ("finished_copy", "damaged", "other_snapshots"):
+    for name in ("finished_copy", "damaged", "other_snapshots", "other_size"):
         places[name] = root / name
         shutil.copytree(places["run"], places[name])
     (places["damaged"] / "snapshots.npz").write_bytes(b"PK\x03\x04 cut short")
     np.savez(places["other_snapshots"] / "snapshots.npz", something=np.zeros(3))
+    np.savez(
+        places["other_size"] / "snapshots.npz", steps=np.arange(2), matrices=np.zeros((2, 4, 4))
+    )
     places["truncated_cache"] = root / "truncated cache"
     places["truncated_cache"].mkdir()
     cache = next((base / "data").glob("*.npz"))
@@ -273,7 +286,9 @@ def run_case(arguments, how, places, tmp):
     words = [word.format(tmp=tmp, file=file, **places) for word in arguments.split()]
     words = [PYTHON, *words]
     words = ["" if word == "''" else word for word in words]
-    cwd = {"in-base": places["base"], "in-tmp": tmp, "in-shadow": places["shadow"]}.get(how)
+    cwd = None
+    if how.startswith("in-"):
+        cwd = tmp if how == "in-tmp" else places[how.removeprefix("in-")]
     env = environment(**dict([how[4:].split("=")])) if how.startswith("env:") else environment()
     if how == "closed":
         reader, writer = os.pipe()

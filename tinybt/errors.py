@@ -55,20 +55,31 @@ def run_program(main):
 
 
 def _refuse_shadowing_folder():
-    """Stop, in one line, when a folder named tinybt (a clone of the repository, say) in the
-    current folder hides the installed package: Python imports the current folder's first, as
-    a package without files, and every later import would fail in its own confusing way."""
+    """Stop, in one line, when a folder named tinybt in the current folder (a clone of the
+    repository, say) hides the installed package. Python imports such a folder first, as a
+    package without files; its own subfolders (a clone's data/) then stand in for tinybt's
+    modules of the same name, and the imports fail in their own confusing ways."""
     if getattr(tinybt, "__file__", None) is not None:
         return
-    folder = Path(next(iter(tinybt.__path__), "tinybt")).resolve()
-    message = (
-        f"the folder {folder} hides the installed tinybt (Python imports a folder named tinybt "
-        "in the current folder first): run the command from another folder"
-    )
-    if _program_started():
-        sys.stderr.write(f"error: {message}\n")
-        raise SystemExit(2)
-    raise ImportError(message)
+    installed = _module_names(Path(__file__).resolve().parent)
+    for folder in map(Path, tinybt.__path__):
+        clashes = sorted(_module_names(folder) & installed)
+        if clashes:
+            message = (
+                f"the folder {folder.resolve()} hides the installed tinybt (Python imports a "
+                f"folder named tinybt in the current folder first, and its {clashes[0]} stands "
+                f"in for tinybt.{clashes[0]}): run the command from another folder"
+            )
+            if _program_started():
+                sys.stderr.write(f"error: {message}\n")
+                raise SystemExit(2)
+            raise ImportError(message)
+
+
+def _module_names(folder):
+    """The names that `import tinybt.NAME` could find in `folder`: its files and subfolders,
+    less the hidden and private ones (.git, __pycache__)."""
+    return {path.stem for path in folder.iterdir() if not path.name.startswith(("_", "."))}
 
 
 def _program_started():

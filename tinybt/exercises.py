@@ -30,7 +30,6 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
-import tinybt
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 
 # Every task, in the order a learner should do them (later tasks use the earlier ones).
@@ -54,7 +53,9 @@ TASKS = {
     "vicreg": "backward of the VICReg loss: invariance, variance and covariance terms",
 }
 
-PACKAGE = Path(tinybt.__file__).resolve().parent
+# this file's folder, not tinybt.__file__: a folder named tinybt where the program runs makes
+# `tinybt` a package without a file
+PACKAGE = Path(__file__).resolve().parent
 LIBRARY_TESTS = PACKAGE.parent / "tests"
 COMMAND = "python -m tinybt.exercises"
 # `start` writes this file into a learner's copy; `check` and `solve` refuse a folder without it.

@@ -42,7 +42,7 @@ from tinybt.checkpoint import (
 from tinybt.errors import TinyBTError
 from tinybt.loss import cross_correlation
 from tinybt.methods.byol import ema_tau
-from tinybt.model import count_parameters
+from tinybt.model import count_parameters, parse_dims
 from tinybt.optim import warmup_cosine
 from tinybt.recipe import (
     build_augment,
@@ -298,11 +298,14 @@ class Run:
             return {}
         try:
             saved = read_npz(path, "the figure of C starts where the run resumes")
+            dimension = parse_dims(self.config.projector)[-1]
+            if saved["matrices"].shape[1:] != (dimension, dimension):
+                raise ValueError("matrices of another size")
             pairs = zip(saved["steps"], saved["matrices"], strict=True)
             return {int(step): matrix for step, matrix in pairs if step < before}
         except TinyBTError as error:
             self.log(f"note: {error}")
-        except (KeyError, ValueError):  # not the two arrays that Run writes
+        except (KeyError, ValueError):  # not the two arrays of D x D matrices that Run writes
             self.log(
                 f"note: {path} holds no snapshots: the figure of C starts where the run resumes"
             )
