@@ -6,9 +6,9 @@
 
 A class's images may sit in subfolders of its folder, at any depth; hidden files and folders
 (.git, .ipynb_checkpoints, macOS's ._ files) are left out. With the layout on the right the
-split is yours. With the one on the left, tinybt splits each
-class itself, deterministically: its files sorted by path, every `test_every`-th goes to the
-test split (the 5th, 10th, ... with the default 5, so a fifth of each class), the rest to train.
+split is yours. With the one on the left, tinybt splits each class itself, deterministically:
+its files sorted by path, every `test_every`-th goes to the test split (the 5th, 10th, ...
+with the default 5, so a fifth of each class), the rest to train.
 
 Each image is read with pillow, converted to RGB, cropped to the centred square and resized to
 `size` x `size`: cropping first keeps the proportions, where a plain resize would squash a
