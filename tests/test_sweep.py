@@ -91,6 +91,8 @@ PROGRAM_CASES = [
      ok("holds no snapshots")),
     ("resume beside snapshots of another size",
      TRAIN + " --resume --no-evaluate --out {other_size}", "plain", ok("holds no snapshots")),
+    ("resume a moved run from another folder",
+     TRAIN + " --resume --no-evaluate --out {moved}", "in-tmp", ok("wrote")),
     ("truncated shapes cache", TINY + " --out {tmp}/o --data-dir {truncated_cache}", "plain",
      ok("truncated or corrupt: generating the shapes again")),
     # evaluation
@@ -168,6 +170,7 @@ SLOW = {
     "resume beside a snapshots.npz of other arrays",
     "resume beside snapshots of another size",
     "truncated shapes cache",
+    "resume a moved run from another folder",
     "evaluate an unfinished run",
     "evaluate from another folder",
     "evaluate | head",
@@ -239,6 +242,9 @@ def real_run(root, base):
     np.savez(
         places["other_size"] / "snapshots.npz", steps=np.arange(2), matrices=np.zeros((2, 4, 4))
     )
+    places["moved"] = root / "moved project" / "runs" / "run"  # the project, elsewhere
+    shutil.copytree(places["run"], places["moved"])
+    (root / "moved project" / "data").symlink_to(base / "data")
     places["truncated_cache"] = root / "truncated cache"
     places["truncated_cache"].mkdir()
     cache = next((base / "data").glob("*.npz"))
@@ -374,7 +380,7 @@ def test_evaluating_from_another_folder_reads_the_runs_data(outcomes, tmp_path_f
     if "evaluate from another folder" not in outcomes:
         pytest.skip("its case was not chosen")
     strays = list(tmp_path_factory.getbasetemp().glob("c*/data"))
-    assert strays == []
+    assert strays == []  # nor does resuming from elsewhere, which also ran in a fresh folder
 
 
 # ----- the data readers, in this process -----

@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields, replace
 
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
-from tinybt.recipe import PRESETS, Config
+from tinybt.recipe import PRESETS, Config, stored_data_dir
 from tinybt.run import checkpoint_to_resume, load_run_checkpoint, train
 
 # ----- command line -----
@@ -87,6 +87,8 @@ def config_from_args(args):
                 f"{getattr(config, name)}: drop the flag to resume, or start a new run "
                 "in another --out"
             )
+    if "data_dir" not in given:  # a relative one is relative to where the run was started
+        config = replace(config, data_dir=stored_data_dir(config, out))
     return replace(config, **{**given, "out": out})
 
 
