@@ -46,8 +46,19 @@ def set_backend(name):
 def xp():
     """The array module in use: `numpy`, `cupy` or strict's stand-in for cupy."""
     if _module is None:
-        set_backend(os.environ.get("TINYBT_BACKEND", "numpy"))
+        name = os.environ.get("TINYBT_BACKEND", "numpy")
+        if name not in BACKENDS:
+            raise BackendError(environment_complaint(name))
+        set_backend(name)
     return _module
+
+
+def environment_complaint(name):
+    """The error for a TINYBT_BACKEND that names no backend: the variable, not a flag."""
+    return (
+        f"the environment variable TINYBT_BACKEND={name!r} is not one of {', '.join(BACKENDS)}: "
+        "set it to one of them, or unset it"
+    )
 
 
 def backend_name():

@@ -1,6 +1,12 @@
 """How errors reach the user: one line that says what to do, never a traceback."""
 
 import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+import tinybt
 
 
 class TinyBTError(Exception):
@@ -21,3 +27,71 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message} (`{self.prog} --help` lists the options)\n")
+
+
+def run_program(main):
+    """Run a program's `main()` and exit with the status it returns.
+
+    Ctrl-C that main does not catch ends the program with status 130, as from the shell.
+    Output piped into a command that stops reading early (`python -m tinybt.train --help |
+    head -1`) ends the program quietly, with the status of a process stopped by SIGPIPE (141),
+    instead of a BrokenPipeError traceback from the next write or the final flush.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt again
+    try:
+        try:
+            status = main()
+        finally:  # the buffered output is written here, while the error can still be caught
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # what a program does not catch itself: stop, without a traceback
+        status = 130
+    except BrokenPipeError:
+        # Python flushes stdout once more as it exits; pointing it at /dev/null keeps that quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+        status = 141
+    sys.exit(status)
+
+
+def _refuse_shadowing_folder():
+    """Stop, in one line, when a folder named tinybt in the current folder (a clone of the
+    repository, say) hides the installed package. Python imports such a folder first, as a
+    package without files; its own subfolders (a clone's data/) then stand in for tinybt's
+    modules of the same name, and the imports fail in their own confusing ways."""
+    if getattr(tinybt, "__file__", None) is not None:
+        return
+    installed = _module_names(Path(__file__).resolve().parent)
+    for folder in map(Path, tinybt.__path__):
+        clashes = sorted(_module_names(folder) & installed)
+        if clashes:
+            message = (
+                f"the folder {folder.resolve()} hides the installed tinybt (Python imports a "
+                f"folder named tinybt in the current folder first, and its {clashes[0]} stands "
+                f"in for tinybt.{clashes[0]}): run the command from another folder"
+            )
+            if _program_started():
+                sys.stderr.write(f"error: {message}\n")
+                raise SystemExit(2)
+            raise ImportError(message)
+
+
+def _module_names(folder):
+    """The names that `import tinybt.NAME` could find in `folder`: its files and subfolders,
+    less the hidden and private ones (.git, __pycache__)."""
+    return {path.stem for path in folder.iterdir() if not path.name.startswith(("_", "."))}
+
+
+def _program_started():
+    """Whether the process runs one of tinybt's programs (`python -m tinybt.NAME`)."""
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return main_spec is not None and main_spec.name.startswith("tinybt.")
+
+
+def _stop_quietly(signum, frame):
+    raise SystemExit(130)
+
+
+_refuse_shadowing_folder()
+if _program_started():  # Ctrl-C while the program imports its modules: no traceback
+    signal.signal(signal.SIGINT, _stop_quietly)

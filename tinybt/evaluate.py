@@ -13,9 +13,9 @@ from pathlib import Path
 
 from tinybt import backend
 from tinybt.checkpoint import load_checkpoint
-from tinybt.errors import OneLineArgumentParser, TinyBTError
+from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.evaluation import evaluate_run
-from tinybt.recipe import Config, build_model, load_split, validate
+from tinybt.recipe import Config, build_model, load_split, stored_data_dir, validate
 
 
 def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100, log=print):
@@ -34,14 +34,30 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
             f"{checkpoint} was written by another version of tinybt: evaluate it with that one"
         ) from None
     backend_name = backend_name or os.environ.get("TINYBT_BACKEND") or config.backend
-    config = replace(config, backend=backend_name, data_dir=data_dir or config.data_dir)
+    data_dir = stored_data_dir(config, checkpoint.parent) if data_dir is None else data_dir
+    config = replace(config, backend=backend_name, data_dir=data_dir)
     validate(config)
     backend.set_backend(config.backend)
     backend.reuse_freed_memory()
     model = build_model(config)
     model.load_state_dict(model_state)
-    train_set, test_set = load_split(config, "train"), load_split(config, "test")
-    return evaluate_run(model, config, train_set, test_set, probe_epochs=probe_epochs, log=log)
+    try:
+        train_set, test_set = load_split(config, "train"), load_split(config, "test")
+    except TinyBTError as error:  # a --data-dir of another dataset: say which one the run needs
+        raise TinyBTError(f"the run trained on {config.dataset}: {error}") from None
+    epochs_done = meta.get("epoch", config.epochs)
+    result = evaluate_run(
+        model, config, train_set, test_set, probe_epochs, log, epochs_done=epochs_done
+    )
+    if epochs_done < config.epochs:
+        result["unfinished"] = (
+            f"the run stopped in epoch {epochs_done + 1} of {config.epochs} ({epochs_done} "
+            f"finished): this is its encoder so far; continue it with "
+            f"`python -m tinybt.train --resume --out {checkpoint.parent}`"
+        )
+        if log:
+            log(result["unfinished"])
+    return result
 
 
 def main(argv=None):
@@ -76,4 +92,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_program(main)

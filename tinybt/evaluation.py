@@ -11,9 +11,14 @@ from tinybt.recipe import build_model
 TOO_CLOSE = 0.02  # a learned encoder this close to its random start has not learnt yet
 
 
-def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print):
+def evaluate_run(
+    model, config, train_set, test_set, probe_epochs=100, log=print, epochs_done=None
+):
     """Accuracies of the trained encoder and of the same encoder at its initialisation (the
-    run's own starting point, rebuilt from its seed); a note when the run is too short."""
+    run's own starting point, rebuilt from its seed); a note when the run is too short.
+    epochs_done: the epochs the model has trained, if fewer than config.epochs (a run that
+    was stopped)."""
+    epochs_done = config.epochs if epochs_done is None else epochs_done
     learned = evaluate_encoder(model.encoder, train_set, test_set, probe_epochs)
     random_init = evaluate_encoder(build_model(config).encoder, train_set, test_set, probe_epochs)
     result = {
@@ -24,9 +29,9 @@ def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print
     }
     if learned["linear"] < random_init["linear"] + TOO_CLOSE:
         result["note"] = (
-            f"after {config.epochs} epochs the learned encoder is not yet better than its "
-            "random initialisation: the run is too short to judge; train longer (--epochs; "
-            "the README's shapes run takes 50 epochs, the CIFAR-10 run 100)"
+            f"after {epochs_done} epoch{'' if epochs_done == 1 else 's'} the learned encoder "
+            "is not yet better than its random initialisation: the run is too short to judge; "
+            "train longer (--epochs; the README's shapes run takes 50 epochs, the CIFAR-10 run 100)"
         )
     if log:
         log(format_table(result))

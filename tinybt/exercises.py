@@ -19,7 +19,6 @@ starts with the copy, so the tests import the learner's tinybt rather than the i
 options it does not know (`-v`, `-x`, `-k EXPR`) go to pytest, whose own report it then shows.
 """
 
-import argparse
 import json
 import os
 import re
@@ -31,8 +30,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
-import tinybt
-from tinybt.errors import TinyBTError
+from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 
 # Every task, in the order a learner should do them (later tasks use the earlier ones).
 TASKS = {
@@ -55,7 +53,9 @@ TASKS = {
     "vicreg": "backward of the VICReg loss: invariance, variance and covariance terms",
 }
 
-PACKAGE = Path(tinybt.__file__).resolve().parent
+# this file's folder, not tinybt.__file__: a folder named tinybt where the program runs makes
+# `tinybt` a package without a file
+PACKAGE = Path(__file__).resolve().parent
 LIBRARY_TESTS = PACKAGE.parent / "tests"
 COMMAND = "python -m tinybt.exercises"
 # `start` writes this file into a learner's copy; `check` and `solve` refuse a folder without it.
@@ -211,15 +211,25 @@ def start(directory):
         )
     fences = find_fences(PACKAGE)  # read them all first, so that a bad fence writes nothing
     no_cache = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(PACKAGE, directory / "tinybt", ignore=no_cache)
-    shutil.copytree(LIBRARY_TESTS, directory / "tests", ignore=no_cache)
-    for path, file_fences in by_file(fences).items():
-        copy = directory / relative(path, PACKAGE.parent)
-        replace_bodies(copy, [(fence, [fence.stub()]) for fence in file_fences])
-    (directory / "pytest.ini").write_text(PYTEST_INI)
-    (directory / "README.md").write_text(README)
-    (directory / COPY_MARKER).write_text(f"a learner's copy of tinybt, by `{COMMAND} start`\n")
-    (directory / ".gitignore").write_text("*\n")  # a copy inside the repository stays out of git
+    new = not directory.exists()
+    try:
+        shutil.copytree(PACKAGE, directory / "tinybt", ignore=no_cache)
+        shutil.copytree(LIBRARY_TESTS, directory / "tests", ignore=no_cache)
+        for path, file_fences in by_file(fences).items():
+            copy = directory / relative(path, PACKAGE.parent)
+            replace_bodies(copy, [(fence, [fence.stub()]) for fence in file_fences])
+        (directory / "pytest.ini").write_text(PYTEST_INI)
+        (directory / "README.md").write_text(README)
+        (directory / COPY_MARKER).write_text(f"a learner's copy of tinybt, by `{COMMAND} start`\n")
+        (directory / ".gitignore").write_text("*\n")  # a copy in the repository stays out of git
+    except (OSError, shutil.Error) as error:
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        if new:  # a half-written copy would make the next `start` refuse the folder
+            shutil.rmtree(directory, ignore_errors=True)
+        raise TinyBTError(
+            f"cannot write the learner's copy to {directory} ({reason}): name a new folder "
+            "in a place you can write to"
+        ) from None
     return fences
 
 
@@ -454,7 +464,7 @@ def check_all(directory, pytest_options=()):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog=COMMAND,
         description="Learners' exercises: write "
         "the fenced bodies of tinybt yourself, checked by its tests.",
@@ -510,4 +520,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_program(main)

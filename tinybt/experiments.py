@@ -22,7 +22,7 @@ import os
 import sys
 
 from tinybt.comparison import verdicts
-from tinybt.errors import OneLineArgumentParser, TinyBTError
+from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.grids import (
     CIFAR_SUBSET,
     GRIDS,
@@ -140,4 +140,4 @@ def print_verdicts(root, fast):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_program(main)

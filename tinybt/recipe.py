@@ -18,6 +18,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields, make_dataclass, replace
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
@@ -176,6 +177,8 @@ def validate(config):
         "augment": tuple(AUGMENTATIONS),
         "method": METHODS,
     }
+    if config.backend not in backend.BACKENDS and config.backend == backend_in_use():
+        raise TinyBTError(backend.environment_complaint(config.backend))
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             raise TinyBTError(
@@ -387,11 +390,34 @@ def load_split(config, split):
         download=config.download,
     )
     if split == "train" and config.train_size:
+        if config.train_size > len(dataset):
+            raise TinyBTError(
+                f"--train-size {config.train_size} is more than the {len(dataset)} training "
+                f"images of {config.dataset}: lower it, or give 0 to train on all of them"
+            )
         dataset = first_images(dataset, config.train_size)
     if config.shuffle_pixels:  # a generator of the same seed: both splits shuffled alike
         shuffled = augment.shuffle_pixels(dataset.images, np.random.default_rng([config.seed, 3]))
         dataset = replace(dataset, images=shuffled)
     return dataset
+
+
+def stored_data_dir(config, folder):
+    """The data_dir of the run stored in `folder`, as a path that works from here.
+
+    A relative data_dir is relative to the folder the run was started in. When the stored
+    `out` is relative too, that folder is `folder` less the parts of `out` (runs/NAME under
+    the project, say), wherever the project now is; a data_dir found there is the run's own.
+    Otherwise it is kept as stored, relative to the current folder.
+    """
+    data_dir, out = Path(config.data_dir), Path(config.out)
+    folder = Path(folder).resolve()
+    if data_dir.is_absolute() or out.is_absolute() or ".." in out.parts:
+        return config.data_dir
+    if folder.parts[-len(out.parts) :] != out.parts:
+        return config.data_dir
+    started_in = folder.parents[len(out.parts) - 1]
+    return str(started_in / data_dir) if (started_in / data_dir).exists() else config.data_dir
 
 
 def first_images(dataset, count):

@@ -29,12 +29,13 @@ from tinybt.checkpoint import (
     atomic_savez,
     generator_state,
     load_checkpoint,
+    read_npz,
     restore_generator,
     save_checkpoint,
 )
 from tinybt.errors import TinyBTError
 from tinybt.evaluation import evaluate_run
-from tinybt.model import count_parameters
+from tinybt.model import count_parameters, parse_dims
 from tinybt.optim import warmup_cosine
 from tinybt.recipe import (
     build_augment,
@@ -134,6 +135,11 @@ class Run:
     def _snapshot_views(self):
         """Two fixed augmented views of the first held-out images, the same at every snapshot."""
         images = self.test_set.images[: self.config.snapshot_size]
+        if len(images) < self.config.snapshot_size:
+            self.log(
+                f"note: --snapshot-size {self.config.snapshot_size} is more than the "
+                f"{len(images)} held-out images: the snapshots of C use all {len(images)}"
+            )
         return self.augment(backend.to_device(images), np.random.default_rng([self.config.seed, 2]))
 
     # ----- resume -----
@@ -145,18 +151,32 @@ class Run:
         self.order = None if meta["order"] is None else np.asarray(meta["order"])
         self.rng = restore_generator(meta["rng"])
         self.sums = meta["sums"]
-        snapshots_file = self.out / "snapshots.npz"
-        if snapshots_file.exists():
-            with np.load(snapshots_file) as saved:
-                self.snapshots = {
-                    int(s): m
-                    for s, m in zip(saved["steps"], saved["matrices"], strict=True)
-                    if s < self.epoch * self.steps_per_epoch + self.batch
-                }
+        self.snapshots = self._saved_snapshots(self.epoch * self.steps_per_epoch + self.batch)
         self._keep_metrics_before(self.epoch)
         self.log(
             f"resumed from {self.checkpoint_path} at epoch {self.epoch + 1}, batch {self.batch}"
         )
+
+    def _saved_snapshots(self, before):
+        """{step: C} of snapshots.npz for the steps before `before`. The snapshots only draw
+        the figure, so a damaged file is noted and the figure starts where the run resumes."""
+        path = self.out / "snapshots.npz"
+        if not path.exists():
+            return {}
+        try:
+            saved = read_npz(path, "the figure of C starts where the run resumes")
+            dimension = parse_dims(self.config.projector)[-1]
+            if saved["matrices"].shape[1:] != (dimension, dimension):
+                raise ValueError("matrices of another size")
+            pairs = zip(saved["steps"], saved["matrices"], strict=True)
+            return {int(step): matrix for step, matrix in pairs if step < before}
+        except TinyBTError as error:
+            self.log(f"note: {error}")
+        except (KeyError, ValueError):  # not the two arrays of D x D matrices that Run writes
+            self.log(
+                f"note: {path} holds no snapshots: the figure of C starts where the run resumes"
+            )
+        return {}
 
     def _keep_metrics_before(self, epoch):
         path = self.out / "metrics.jsonl"
@@ -214,6 +234,12 @@ class Run:
                     self._finish_epoch()
             self._take_snapshot(self.total_steps)
             self._save_snapshots(figure=True)
+            if interrupted.flag:  # Ctrl-C as the last epoch ended: the run is whole and saved
+                self.log(
+                    f"interrupted after the last epoch: the run is saved in {self.out}"
+                    + ("; --resume evaluates it" if self.config.evaluate else "")
+                )
+                raise KeyboardInterrupt
         finally:  # stopped, by the end, Ctrl-C or an error: the folder is free again
             free_folder(self.out)
         return self.metrics()
@@ -398,6 +424,10 @@ def train(config, resume=False, overwrite=False, progress=True, log=print):
     metrics = run.train()
     evaluation = None
     if config.evaluate:
-        evaluation = evaluate_run(run.model, config, run.train_set, run.test_set, log=run.log)
+        try:
+            evaluation = evaluate_run(run.model, config, run.train_set, run.test_set, log=run.log)
+        except KeyboardInterrupt:
+            run.log(f"interrupted: the trained run is saved in {run.out}; --resume evaluates it")
+            raise
         (run.out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     return {"metrics": metrics, "evaluation": evaluation, "run": run}

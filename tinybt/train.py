@@ -9,8 +9,8 @@ import argparse
 import sys
 from dataclasses import fields, replace
 
-from tinybt.errors import OneLineArgumentParser, TinyBTError
-from tinybt.recipe import PRESETS, Config
+from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
+from tinybt.recipe import PRESETS, Config, stored_data_dir
 from tinybt.run import load_run_checkpoint, train
 from tinybt.runfolder import checkpoint_to_resume
 
@@ -64,6 +64,10 @@ def config_from_args(args):
     """Defaults, then the preset, then the flags given on the command line; with --resume,
     the configuration stored in the run's checkpoint, which flags may not contradict."""
     given = given_options(args)
+    if args.resume and args.overwrite:
+        raise TinyBTError(
+            "--resume continues the run in --out and --overwrite deletes it: give one of them"
+        )
     if not args.resume:
         return replace(Config.preset(args.preset or "shapes"), **given)
     if args.preset is not None:
@@ -84,6 +88,8 @@ def config_from_args(args):
                 f"{getattr(config, name)}: drop the flag to resume, or start a new run "
                 "in another --out"
             )
+    if "data_dir" not in given:  # a relative one is relative to where the run was started
+        config = replace(config, data_dir=stored_data_dir(config, out))
     return replace(config, **{**given, "out": out})
 
 
@@ -106,4 +112,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_program(main)

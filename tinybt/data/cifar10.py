@@ -45,8 +45,8 @@ def load(split, data_dir, download_missing=False):
     if source is None:
         if not download_missing:
             raise TinyBTError(
-                f"no CIFAR-10 at {data_dir}: pass download=True (--download) to fetch it, or "
-                f"point the data directory at {FOLDER}/ or {ARCHIVE}"
+                f"no CIFAR-10 at {data_dir}: point the data directory at {FOLDER}/ or "
+                f"{ARCHIVE}, or fetch it (python -m tinybt.train --download; download=True)"
             )
         source = download(URL, Path(data_dir) / ARCHIVE, MD5, desc=f"downloading {ARCHIVE}")
     read = _read_from_archive if source.is_file() else _read_from_folder

@@ -6,6 +6,7 @@ system. So the destination either does not exist or holds the whole, verified fi
 interrupted download, a truncated response or a corrupt one is deleted and reported.
 """
 
+import contextlib
 import hashlib
 import os
 import urllib.error
@@ -24,9 +25,11 @@ TIMEOUT_SECONDS = 60  # per read from the server, not for the whole download
 def download(url, path, md5, desc=None):
     """Fetch `url` into `path` (a file name) and return `path` once its MD5 equals `md5`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.part")
     try:
+        if path.is_dir():  # found out before the download, not after it
+            raise IsADirectoryError(21, "a folder has its name")
+        path.parent.mkdir(parents=True, exist_ok=True)
         received, digest = _fetch(url, partial, desc or f"downloading {path.name}")
         if digest != md5:
             raise TinyBTError(
@@ -34,8 +37,16 @@ def download(url, path, md5, desc=None):
                 "the file was deleted; run again, or download it by hand and check it with md5sum"
             )
         os.replace(partial, path)
+    except OSError as error:
+        raise TinyBTError(
+            f"cannot write {path} ({error.strerror}): pass a data directory that is a "
+            "writable folder"
+        ) from None
     finally:
-        partial.unlink(missing_ok=True)
+        # Under a file or in a read-only folder removing fails too, and that error must not
+        # replace the message above.
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
     return path
 
 

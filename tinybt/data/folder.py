@@ -4,9 +4,11 @@
     root/cat/0002.png    or    root/train/dog/...
     root/dog/...               root/test/cat/...
 
-With the layout on the right the split is yours. With the one on the left, tinybt splits each
-class itself, deterministically: its files sorted by name, every `test_every`-th goes to the
-test split (the 5th, 10th, ... with the default 5, so a fifth of each class), the rest to train.
+A class's images may sit in subfolders of its folder, at any depth; hidden files and folders
+(.git, .ipynb_checkpoints, macOS's ._ files) are left out. With the layout on the right the
+split is yours. With the one on the left, tinybt splits each class itself, deterministically:
+its files sorted by path, every `test_every`-th goes to the test split (the 5th, 10th, ...
+with the default 5, so a fifth of each class), the rest to train.
 
 Each image is read with pillow, converted to RGB, cropped to the centred square and resized to
 `size` x `size`: cropping first keeps the proportions, where a plain resize would squash a
@@ -21,7 +23,8 @@ from PIL import Image, ImageOps
 from tinybt.data.dataset import Dataset, channel_stats
 from tinybt.errors import TinyBTError
 
-EXTENSIONS = {".png", ".jpg", ".jpeg"}
+# torchvision's ImageFolder reads the same
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 # How pillow opens a 16-bit grey PNG: "I;16" (or "I;16B"), or "I" in older versions; PNG, the only
 # format here with more than 8 bits, has no 32-bit greys. 16-bit colour PNGs arrive as "RGB" or
 # "RGBA", already reduced to 8 bits by pillow, and need nothing.
@@ -66,8 +69,9 @@ def load(split, data_dir, size=32, test_every=5):
 
 
 def _class_names(root):
-    """The sorted names of the subfolders of `root`: one class each."""
-    classes = sorted(path.name for path in root.iterdir() if path.is_dir())
+    """The sorted names of the subfolders of `root`: one class each. Hidden folders (.git,
+    .ipynb_checkpoints) are no classes."""
+    classes = sorted(path.name for path in root.iterdir() if path.is_dir() and not hidden(path))
     if not classes:
         raise TinyBTError(f"{root} has no class subfolders: put each class's images in root/name/")
     # One class makes every prediction right: both encoders would report 100% and mean nothing.
@@ -80,17 +84,35 @@ def _class_names(root):
 
 
 def _list_images(root, classes):
-    """[(path, label)] for the images of every class folder, sorted by class, then file name."""
+    """[(path, label)] for the images of every class folder, sorted by class, then path.
+
+    As torchvision's ImageFolder does, a class's images may sit in subfolders at any depth of
+    its folder; hidden files and folders (.git, .ipynb_checkpoints, macOS's ._ files) are
+    left out.
+    """
     files = []
     for label, name in enumerate(classes):
         folder = root / name
-        paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in EXTENSIONS)
+        paths = sorted(
+            path
+            for path in folder.rglob("*")
+            if path.suffix.lower() in EXTENSIONS
+            and path.is_file()
+            and not any(hidden(part) for part in path.relative_to(folder).parents[:-1])
+            and not hidden(path)
+        )
         if not paths:
             raise TinyBTError(
-                f"class folder {folder} has no .png or .jpg images: add some or remove the folder"
+                f"class folder {folder} has no images ({', '.join(sorted(EXTENSIONS))}): "
+                "add some or remove the folder"
             )
         files += [(path, label) for path in paths]
     return files
+
+
+def hidden(path):
+    """Whether a file or folder is hidden: its name starts with a dot."""
+    return path.name.startswith(".")
 
 
 def _split_every(files, test_every):

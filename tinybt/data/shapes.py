@@ -15,6 +15,7 @@ clip(0.5 - distance_in_pixels, 0, 1) anti-aliases the edge at the cost of one su
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from tinybt.errors import TinyBTError
 
 CLASSES = ("disc", "ring", "square", "triangle", "cross", "star", "bar", "crescent")
 VERSION = 1  # part of the cache file name: bump it when the drawing changes
+CACHED = ("train_images", "train_labels", "test_images", "test_labels", "mean", "std")
 
 RADIUS = (0.22, 0.42)  # of the image size: the radius of the circle that holds the shape
 MIN_COLOR_DISTANCE = 0.35  # RGB distance between shape and background, so the shape shows
@@ -37,9 +39,16 @@ def load(split, data_dir, seed=0, num_train=5000, num_test=1000, size=32):
     Both splits are generated together from independent streams of `seed` and cached in one
     .npz under `data_dir`, named after every parameter, so changing one makes a new file.
     """
+    if Path(data_dir).is_file():
+        raise TinyBTError(
+            f"the data directory {data_dir} is a file, not a folder (shapes are generated "
+            "into one): pass a data directory that is a writable folder"
+        )
     path = Path(data_dir) / f"shapes-v{VERSION}-{size}px-{num_train}-{num_test}-seed{seed}.npz"
     arrays = _read_cache(path)
     if arrays is None:
+        if path.exists():
+            print(f"{path} is truncated or corrupt: generating the shapes again", file=sys.stderr)
         arrays = _generate_splits(seed, num_train, num_test, size)
         _write_cache(path, arrays)
     return Dataset(
@@ -70,12 +79,14 @@ def _generate_splits(seed, num_train, num_test, size):
 
 
 def _read_cache(path):
-    """The cached arrays, or None when the file is missing or unreadable (then regenerate)."""
+    """The cached arrays, or None when the file is missing, unreadable or incomplete (a copy
+    cut short, say): then the shapes are generated again."""
     try:
         with np.load(path) as file:
-            return {key: file[key] for key in file.files}
-    except (OSError, ValueError, KeyError):
+            arrays = {key: file[key] for key in file.files}
+    except Exception:  # a truncated .npz raises what the byte it was cut at leads to
         return None
+    return arrays if set(arrays) == set(CACHED) else None
 
 
 def _write_cache(path, arrays):
