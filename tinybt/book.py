@@ -16,6 +16,7 @@ import argparse
 import html
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,25 +25,26 @@ import nbclient
 import nbformat
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-# Minutes each notebook takes in the full configuration on the 2-core CPU tinybt is developed
-# on; "~" marks an estimate not yet measured by this command.
-MINUTES = {
-    "01": "~0.5",
-    "02": "~0.5",
-    "03": "~1",
-    "04": "~0.5",
-    "05": "~1",
-    "06": "~3",
-    "07": "~3",
-    "08": "~16",
-    "09": "~1",
-    "10": "~0.5",
+# How long each notebook takes in the full configuration, kernel start included, on the 2-core
+# CPU tinybt is developed on; "~" marks an estimate that this command has not measured yet.
+TIMES = {
+    "01": "5 s",
+    "02": "5 s",
+    "03": "10 s",
+    "04": "10 s",
+    "05": "~1 min",
+    "06": "~3 min",
+    "07": "~3 min",
+    "08": "~16 min",
+    "09": "~1 min",
+    "10": "~30 s",
 }
 HELP = (
-    "Full-configuration minutes per notebook on a 2-core CPU (~: estimated, not yet measured): "
-    + ", ".join(f"{number}: {minutes}" for number, minutes in MINUTES.items())
-    + "; about 26 minutes for the whole set, nearly all of it the trainings of 06-08. "
-    "Notebook 10 draws from the grid results committed in results/experiments/."
+    "Time per notebook on a 2-core CPU (~: estimated, not yet measured): "
+    + ", ".join(f"{number}: {time}" for number, time in TIMES.items())
+    + "; about 25 minutes for the whole set, nearly all of it the trainings of 06-08. "
+    "Notebook 10 draws from the grid results committed in results/experiments/: re-render it "
+    "when they change."
 )
 WIDGET = "application/vnd.jupyter.widget-view+json"
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # IPython colours its tracebacks
@@ -85,13 +87,33 @@ def final_progress_bar(output, widgets):
     return nbformat.v4.new_output("stream", name="stderr", text=text + "\n")
 
 
-def keep_final_progress_bars(notebook):
-    """Replace each progress-bar widget by its final state and drop the widgets' states."""
+def joined_streams(outputs):
+    """`outputs` with each run of printed text to the same stream as one output, as a page
+    shows it (the kernel sends what a cell prints in chunks)."""
+    joined = []
+    for output in outputs:
+        previous = joined[-1] if joined else None
+        if (
+            output.output_type == "stream"
+            and previous is not None
+            and previous.output_type == "stream"
+            and previous.name == output.name
+        ):
+            previous.text += output.text
+        else:
+            joined.append(output)
+    return joined
+
+
+def tidy_outputs(notebook):
+    """Each progress-bar widget replaced by its final state, the widgets' states dropped, and
+    the printed text joined."""
     widgets = notebook.metadata.pop("widgets", {})
     states = widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in notebook.cells:
         if cell.cell_type == "code":
-            cell.outputs = [final_progress_bar(out, states) or out for out in cell.outputs]
+            outputs = [final_progress_bar(output, states) or output for output in cell.outputs]
+            cell.outputs = joined_streams(outputs)
 
 
 def render(path):
@@ -106,9 +128,11 @@ def render(path):
         record_timing=False,  # no timestamps that would change the file on every render
     )
     start = time.perf_counter()
-    client.execute(env=kernel_environment())
+    # The kernel's own stderr only warns that it talks over local TCP: kept off the progress
+    # lines. What a cell prints to stderr still reaches its outputs.
+    client.execute(env=kernel_environment(), stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    keep_final_progress_bars(notebook)
+    tidy_outputs(notebook)
     notebook.metadata["tinybt"] = {"rendered": "full", "seconds": round(seconds)}
     nbformat.write(notebook, path)
     return seconds
