@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tinybt import nn
 from tinybt.gradcheck import assert_gradcheck, gradcheck, relative_error
 from tinybt.ops.elementwise import Mul
 from tinybt.tensor import Tensor
@@ -56,6 +57,9 @@ def test_inputs_are_named_after_the_parameters_of_fn_or_as_given():
     assert [r.name for r in gradcheck(lambda x, y: x * y, [x, y])] == ["x", "y"]
     assert [r.name for r in gradcheck(lambda *t: t[0] * t[1], [x, y])] == ["input0", "input1"]
     assert [r.name for r in gradcheck(Mul.apply, [x, y])] == ["x", "y"]  # Mul.forward's names
+    layer = nn.Linear(2, 3, rng=np.random.default_rng(0)).astype("float64")
+    named = gradcheck(layer, [x], params=layer.named_parameters())
+    assert [r.name for r in named] == ["x", "weight", "bias"]  # Linear.forward(x)
     named = gradcheck(lambda *t: t[0] * t[1], [x, y], names=["Z_a", "Z_b"])
     assert [r.name for r in named] == ["Z_a", "Z_b"]
     with pytest.raises(ValueError, match="2 names for 1 inputs"):

@@ -99,12 +99,14 @@ def assert_gradcheck(fn, inputs, params=None, tol=1e-6, what="op", names=None):
 
 def input_names(fn, count):
     """The names of fn's first `count` positional parameters, such as ["x", "y"] for
-    `lambda x, y: x * y`, ["x"] for a module's forward(x), or those of the op's forward for
+    `lambda x, y: x * y`, ["x"] for a module (its forward(x)), or those of the op's forward for
     an op's `apply` (`ops.BatchNorm.apply` gives x, gamma, beta); input0, input1, ... where
     fn does not name them (`lambda *tensors: ...`, a builtin)."""
     op = getattr(fn, "__self__", None)
     if inspect.ismethod(fn) and isinstance(op, type) and issubclass(op, Function):
         fn = op().forward  # apply(*inputs) passes the inputs on to forward, named there
+    elif callable(getattr(fn, "forward", None)):
+        fn = fn.forward  # a module: calling it calls forward
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # no signature to read
