@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU proof (issue 10) in one call of a GPU machine, one log per step in $OUT:
+# The GPU check in one go, one log per step in $OUT:
 #   1-suite.log      the test suite on the backend (the notebook tests skip without jupyter)
 #   2-agreement.log  the loss and a training step, NumPy against the backend, same weights
 #   3-train.log      a CIFAR-10-subset run of the cifar10 preset, then python -m tinybt.evaluate
@@ -7,11 +7,13 @@
 #                    time of each op, at batch 256 and 1024
 #   summary.txt      the machine, and each step's exit status and seconds
 # A failing step is recorded and the next one still runs; the script exits 1 if any failed.
-# The step limits add up to 9 minutes, inside one call's 10; STEPS="3 4" runs only those.
+# The step limits add up to 9 minutes; STEPS="3 4" runs only those.
 #
-# The CIFAR-10 subset travels in a git-ignored folder; from the repository root, once:
+# On any machine with an NVIDIA GPU, from the repository root, with tinybt installed with CuPy
+# (pip install -e ".[gpu]") and PyTorch with CUDA for the speed step:
+#   ARCHIVE=path/to/cifar-10-python-subset.tar.gz OUT=gpu-check bash benchmarks/gpu_check.sh
+# ARCHIVE is the CIFAR-10 subset for step 3, by default in data/gpu-carry/ (git-ignored):
 #   mkdir -p data/gpu-carry && cp ../shared/datasets/cifar-10-python-subset.tar.gz data/gpu-carry/
-# then the device call: command "bash benchmarks/gpu_check.sh", carry ["data/gpu-carry"].
 # On a CPU, end to end in a few minutes (torch on the CPU as the reference):
 #   TINYBT_BACKEND=numpy QUICK=1 OUT=/tmp/gpucheck-out bash benchmarks/gpu_check.sh
 set -uo pipefail

@@ -304,6 +304,10 @@ def test_report_skips_modules_skipped_whole_but_keeps_every_test(tmp_path):
     "file, result",
     [
         ("tinybt/ops/batchnorm.py", "x̂_k mean(g ⊙ x̂)) / σ̂"),
+        ("tinybt/ops/elementwise.py", "dL/dx = G ⊙ y"),
+        ("tinybt/ops/matmul.py", "dL/dX = G Yᵀ"),
+        ("tinybt/ops/conv.py", "dL/dW = G colsᵀ"),
+        ("tinybt/ops/pool.py", "grad / (KH KW)"),
         ("tinybt/methods/barlow_twins.py", "dL/dẐ_a = Ẑ_b Gᵀ / N"),
     ],
 )

@@ -107,6 +107,7 @@ def test_conv2d_backward(stride, padding, bias):
         inputs,
         tol=TOL,
         what=f"conv2d stride={stride} padding={padding} bias={bias}",
+        names=["x", "weight", "bias"][: len(inputs)],
     )
 
 

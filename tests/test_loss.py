@@ -32,7 +32,7 @@ def embeddings(n, d, seed=0):
 def test_barlow_twins_loss_backward(n, d, standardized):
     z_a, z_b = embeddings(n, d)
     assert_gradcheck(
-        lambda a, b: barlow_twins_loss(a, b, lambd=0.3, standardized=standardized),
+        lambda Z_a, Z_b: barlow_twins_loss(Z_a, Z_b, lambd=0.3, standardized=standardized),
         [z_a, z_b],
         tol=TOL,
         what=f"Barlow Twins loss N={n} D={d}",

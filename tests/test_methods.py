@@ -70,7 +70,7 @@ def assert_same(results, what):
 @pytest.mark.parametrize("temperature", [0.5, 0.1])
 def test_nt_xent_backward(n, d, temperature):
     assert_gradcheck(
-        lambda a, b: nt_xent_loss(a, b, temperature=temperature),
+        lambda Z_a, Z_b: nt_xent_loss(Z_a, Z_b, temperature=temperature),
         list(embeddings(n, d)),
         tol=TOL,
         what=f"NT-Xent N={n} D={d} τ={temperature}",
@@ -123,7 +123,7 @@ def test_nt_xent_default_temperature():
 def test_vicreg_backward(n, d, coeffs):
     sim, std, cov = coeffs
     assert_gradcheck(
-        lambda a, b: vicreg_loss(a, b, sim_coeff=sim, std_coeff=std, cov_coeff=cov),
+        lambda Z_a, Z_b: vicreg_loss(Z_a, Z_b, sim_coeff=sim, std_coeff=std, cov_coeff=cov),
         list(vicreg_embeddings(n, d)),
         tol=TOL,
         what=f"VICReg N={n} D={d} coefficients {coeffs}",

@@ -1,9 +1,11 @@
-"""Every notebook runs top to bottom, in reading order, in the fast configuration.
+"""Every notebook runs top to bottom, in reading order, in the fast configuration, and is
+committed with the outputs of its full run (rendered by `python -m tinybt.book`).
 
-The notebooks in notebooks/ are executed in memory with nbclient (nothing is written back), with
-TINYBT_FAST=1, which each notebook reads in its first code cell to shrink its epochs and data,
-and with the notebooks' folder as the working directory, as Jupyter runs them. Checks inside the
-notebooks are asserts, so a notebook whose claims stop holding fails here, naming the cell.
+The notebooks in notebooks/ are executed in a copy in memory with nbclient (the committed
+file, with its full outputs, is never touched), with TINYBT_FAST=1, which each notebook reads
+in its first code cell to shrink its epochs and data, and with the notebooks' folder as the
+working directory, as Jupyter runs them. Checks inside the notebooks are asserts, so a notebook
+whose claims stop holding fails here, naming the cell.
 
 The notebooks plot and index NumPy arrays directly, so their kernel always runs on the NumPy
 backend, whatever TINYBT_BACKEND the rest of the suite uses, and with one BLAS thread (see below).
@@ -24,6 +26,9 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 GETSOURCE = re.compile(r"inspect\.getsource\(([\w.]+)\)")  # e.g. ops.Transpose
 CELL_TIMEOUT = 300  # seconds; a fast notebook takes a few seconds in all
+# A committed notebook, figures and animation embedded, stays under this size: a page that
+# loads quickly, and a repository that does not grow by megabytes with every re-render.
+MAX_NOTEBOOK_BYTES = 1_500_000
 
 
 def test_the_notebooks_are_numbered_in_reading_order():
@@ -67,16 +72,31 @@ def test_no_notebook_prints_the_source_of_an_exercise_solution():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
-def test_notebook_is_committed_without_outputs(path):
+def test_notebook_is_committed_with_the_outputs_of_its_full_run(path):
+    """What a reader sees on the page: every code cell run, top to bottom in one kernel, by
+    `python -m tinybt.book` in the full configuration, no error, and a file small enough to
+    show. (A cell that only imports or defines has no output: every cell's execution count
+    is the proof that it ran.)"""
     notebook = nbformat.read(path, as_version=4)
-    dirty = [
+    rerender = f"re-render it with `python -m tinybt.book {path.stem[:2]}`"
+    rendered = notebook.metadata.get("tinybt", {}).get("rendered")
+    assert rendered == "full", f"{path.name} was not rendered in full mode: {rerender}"
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    counts = [cell.execution_count for cell in code]
+    assert counts == list(range(1, len(code) + 1)), (
+        f"{path.name}: execution counts {counts} are not one run top to bottom: {rerender}"
+    )
+    errors = [
         index
         for index, cell in enumerate(notebook.cells)
-        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+        if cell.cell_type == "code" and any(out.output_type == "error" for out in cell.outputs)
     ]
-    assert not dirty, (
-        f"{path.name}: cells {dirty} hold outputs or execution counts; clear them before "
-        "committing (Jupyter: Edit > Clear Outputs of All Cells)"
+    assert not errors, f"{path.name}: cells {errors} hold an error: fix them, then {rerender}"
+    assert any(cell.outputs for cell in code), f"{path.name} shows no output: {rerender}"
+    size = path.stat().st_size
+    assert size < MAX_NOTEBOOK_BYTES, (
+        f"{path.name} is {size / 1e6:.1f} MB, over {MAX_NOTEBOOK_BYTES / 1e6:.1f} MB: "
+        "make its figures smaller (fewer dots per inch, fewer frames)"
     )
 
 
@@ -89,7 +109,8 @@ def test_notebook_runs_in_the_fast_configuration(path, monkeypatch):
     # on a busy machine its threads spin waiting for cores and a 1 s training run takes a minute.
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.setenv(variable, "1")
-    notebook = nbformat.read(path, as_version=4)
+    committed = path.read_bytes()
+    notebook = nbformat.reads(committed.decode(), as_version=4)  # a copy in memory
     running = {}  # the cell being executed, so that a failure can name it
     client = nbclient.NotebookClient(
         notebook,
@@ -103,6 +124,7 @@ def test_notebook_runs_in_the_fast_configuration(path, monkeypatch):
         client.execute()
     except (nbclient.exceptions.CellExecutionError, nbclient.exceptions.CellTimeoutError) as error:
         failure = ANSI_COLOUR.sub("", str(error))  # IPython colours its tracebacks
+    assert path.read_bytes() == committed, f"running {path.name} changed the committed file"
     if failure is not None:  # outside the except block, so the error is reported once
         cell = running["cell"]
         first_line = (cell.source.strip().splitlines() or [""])[0]

@@ -11,7 +11,13 @@ from pathlib import Path
 import tinybt
 
 PACKAGE = Path(tinybt.__file__).resolve().parent
-PROGRAMS = {"tinybt.train", "tinybt.evaluate", "tinybt.exercises", "tinybt.experiments"}
+PROGRAMS = {
+    "tinybt.train",
+    "tinybt.evaluate",
+    "tinybt.exercises",
+    "tinybt.experiments",
+    "tinybt.book",
+}
 ALLOWED_CIRCLE = {"tinybt.tensor", "tinybt.ops"}
 
 

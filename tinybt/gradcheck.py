@@ -17,12 +17,13 @@ times the largest |a| + |b| of the tensor, so an entry that is nearly zero is ju
 far it is off relative to the gradient as a whole, not relative to itself.
 """
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 
 from tinybt import backend
-from tinybt.tensor import Tensor, no_grad
+from tinybt.tensor import Function, Tensor, no_grad
 
 
 @dataclass
@@ -38,7 +39,7 @@ class GradcheckResult:
 
     def __str__(self):
         return (
-            f"d/d{self.name} {self.shape}: max relative error {self.max_rel_error:.1e} "
+            f"dL/d{self.name} {self.shape}: max relative error {self.max_rel_error:.1e} "
             f"at index {self.worst_index} (analytic {self.analytic:.6g}, "
             f"numerical {self.numerical:.6g})"
         )
@@ -54,7 +55,7 @@ def _tiny(a, b):
     return max(1e-4 * float((np.abs(a) + np.abs(b)).max(initial=0.0)), 1e-12)
 
 
-def gradcheck(fn, inputs, params=None, h=1e-3, seed=1234):
+def gradcheck(fn, inputs, params=None, h=1e-3, seed=1234, names=None):
     """Compare the gradients of fn(*inputs) with central differences.
 
     fn: takes Tensors, returns a Tensor of any shape.
@@ -62,10 +63,15 @@ def gradcheck(fn, inputs, params=None, h=1e-3, seed=1234):
     params: optional {name: Tensor} of further float64 leaves fn uses, such as a module's
         `named_parameters()`; their gradients are checked too.
     seed: for the upstream gradient R (keep it apart from the seeds that draw the inputs).
+    names: what to call each input in the results; by default fn's parameter names
+        (`lambda x, y: x * y` gives x and y, so a result reads dL/dy), see `input_names`.
     Returns one GradcheckResult per input and parameter.
     """
     inputs = [_as_float64_leaf(x) for x in inputs]
-    checked = {f"input{i}": t for i, t in enumerate(inputs)}
+    names = input_names(fn, len(inputs)) if names is None else list(names)
+    if len(names) != len(inputs):
+        raise ValueError(f"gradcheck got {len(names)} names for {len(inputs)} inputs")
+    checked = dict(zip(names, inputs, strict=True))
     checked.update(params or {})
     for name, tensor in checked.items():
         if tensor.dtype != np.float64:
@@ -81,14 +87,33 @@ def gradcheck(fn, inputs, params=None, h=1e-3, seed=1234):
     ]
 
 
-def assert_gradcheck(fn, inputs, params=None, tol=1e-6, what="op"):
+def assert_gradcheck(fn, inputs, params=None, tol=1e-6, what="op", names=None):
     """Run `gradcheck` and fail with a message naming the wrong gradient and by how much."""
-    results = gradcheck(fn, inputs, params)
+    results = gradcheck(fn, inputs, params, names=names)
     wrong = [r for r in results if not r.max_rel_error < tol]
     if wrong:
         details = "; ".join(str(r) for r in wrong)
         raise AssertionError(f"{what}: gradient wrong (tolerance {tol:.0e}): {details}")
     return results
+
+
+def input_names(fn, count):
+    """The names of fn's first `count` positional parameters, such as ["x", "y"] for
+    `lambda x, y: x * y`, ["x"] for a module (its forward(x)), or those of the op's forward for
+    an op's `apply` (`ops.BatchNorm.apply` gives x, gamma, beta); input0, input1, ... where
+    fn does not name them (`lambda *tensors: ...`, a builtin)."""
+    op = getattr(fn, "__self__", None)
+    if inspect.ismethod(fn) and isinstance(op, type) and issubclass(op, Function):
+        fn = op().forward  # apply(*inputs) passes the inputs on to forward, named there
+    elif callable(getattr(fn, "forward", None)):
+        fn = fn.forward  # a module: calling it calls forward
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read
+        parameters = []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    named = [parameter.name for parameter in parameters if parameter.kind in positional]
+    return named[:count] if len(named) >= count else [f"input{i}" for i in range(count)]
 
 
 def _as_float64_leaf(x):
@@ -121,7 +146,7 @@ def _numerical_gradient(fn, inputs, tensor, upstream, h):
 
 def _compare(name, tensor, numerical):
     if tensor.grad is None:
-        raise AssertionError(f"d/d{name}: backward() gave no gradient (is it used by fn?)")
+        raise AssertionError(f"dL/d{name}: backward() gave no gradient (is it used by fn?)")
     analytic = backend.to_host(tensor.grad).astype(np.float64)
     errors = relative_error(analytic, numerical, _tiny(analytic, numerical))
     worst = np.unravel_index(np.argmax(errors), errors.shape) if errors.size else ()

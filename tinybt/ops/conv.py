@@ -90,9 +90,10 @@ class Conv2d(Function):
     -> out: (F, OH, OW, N), OH = (H + 2 padding - KH) // stride + 1 (likewise OW).
     Conv2d.apply(x, weight, stride=1, padding=0) has no bias; pass it third to add one.
 
-    With W = weight as (F, C KH KW) and cols = im2col(x), out is the matrix O = W cols, so
-        dL/dW = G colsᵀ,   dL/dcols = Wᵀ G,   dL/dx = col2im(dL/dcols),   dL/dbias = Σ_oh,ow,n G
-    where G is grad as (F, OH OW N).
+    With W = weight as (F, C KH KW) and cols = im2col(x), out is the matrix O = W cols plus
+    the bias. Hint: that is a matrix product (the matmul exercise), with G = grad as
+    (F, OH OW N); the bias is broadcast along the columns; and each pixel of x was copied into
+    every column whose patch contains it, so its gradient sums those copies (col2im).
     """
 
     def forward(self, x, weight, bias=None, stride=1, padding=0):
@@ -119,6 +120,7 @@ class Conv2d(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION conv2d: return (dL/dx, dL/dweight[, dL/dbias]) through im2col and GEMMs
+        # dL/dW = G colsᵀ,  dL/dcols = Wᵀ G,  dL/dx = col2im(dL/dcols),  dL/dbias = Σ_oh,ow,n G
         F = self.weight.shape[0]
         grad = grad.reshape(F, -1)  # G: (F, OH OW N), free
         dweight = (grad @ self.cols.T).reshape(self.weight.shape)

@@ -31,7 +31,11 @@ def unbroadcast(grad, shape):
 
 
 class Add(Function):
-    """z = x + y (broadcast).  dz/dx = 1, dz/dy = 1."""
+    """z = x + y (broadcast).
+
+    Hint: how much does z_i move when x_i moves? Then the chain rule, dL/dx_i = G_i dz_i/dx_i,
+    and a sum over the copies where broadcasting stretched an input (see unbroadcast).
+    """
 
     def forward(self, x, y):
         self.x_shape, self.y_shape = x.shape, y.shape
@@ -39,12 +43,17 @@ class Add(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION add: return (dL/dx, dL/dy) for z = x + y, undoing broadcasting
+        # dz/dx = dz/dy = 1, so dL/dx = G and dL/dy = G, each summed back to its input's shape
         return unbroadcast(grad, self.x_shape), unbroadcast(grad, self.y_shape)
         # END SOLUTION
 
 
 class Mul(Function):
-    """z = x * y (broadcast).  dz/dx = y, dz/dy = x."""
+    """z = x * y (broadcast), entry by entry.
+
+    Hint: z_i depends on x_i and y_i alone; differentiate x_i y_i by each, apply the chain
+    rule with G = dL/dz, and sum over broadcast copies as Add does.
+    """
 
     def forward(self, x, y):
         self.x, self.y = x, y
@@ -52,12 +61,16 @@ class Mul(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION mul: return (dL/dx, dL/dy) for z = x * y, undoing broadcasting
+        # dz/dx = y and dz/dy = x, so dL/dx = G ⊙ y and dL/dy = G ⊙ x, each unbroadcast
         return unbroadcast(grad * self.y, self.x.shape), unbroadcast(grad * self.x, self.y.shape)
         # END SOLUTION
 
 
 class Pow(Function):
-    """z = x ** p for a constant number p.  dz/dx = p x^(p-1)."""
+    """z = x ** p for a constant number p, entry by entry.
+
+    Hint: the power rule, then the chain rule with G = dL/dz (p is a constant: no gradient).
+    """
 
     def forward(self, x, exponent):
         self.x, self.exponent = x, exponent
@@ -65,12 +78,16 @@ class Pow(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION pow: return (dL/dx,) for z = x ** p
+        # dz/dx = p x^(p-1), so dL/dx = G ⊙ p x^(p-1)
         return (grad * self.exponent * self.x ** (self.exponent - 1),)
         # END SOLUTION
 
 
 class Exp(Function):
-    """z = e^x.  dz/dx = e^x = z."""
+    """z = e^x, entry by entry.
+
+    Hint: the derivative of e^x is a value forward has already computed: save it.
+    """
 
     def forward(self, x):
         self.z = get_array_module(x).exp(x)
@@ -78,12 +95,13 @@ class Exp(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION exp-log: return (dL/dx,) for z = exp(x)
+        # dz/dx = e^x = z, so dL/dx = G ⊙ z
         return (grad * self.z,)
         # END SOLUTION
 
 
 class Log(Function):
-    """z = ln x.  dz/dx = 1 / x."""
+    """z = ln x, entry by entry (x > 0)."""
 
     def forward(self, x):
         self.x = x
@@ -91,12 +109,17 @@ class Log(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION exp-log: return (dL/dx,) for z = log(x)
+        # dz/dx = 1 / x, so dL/dx = G / x
         return (grad / self.x,)
         # END SOLUTION
 
 
 class ReLU(Function):
-    """z = max(x, 0).  dz/dx = 1 where x > 0, else 0."""
+    """z = max(x, 0), entry by entry.
+
+    Hint: on each side of 0 the function is a line; which slope does each side have?
+    (At 0 itself the derivative does not exist; gradient checks keep away from it.)
+    """
 
     def forward(self, x):
         self.positive = x > 0
@@ -104,5 +127,6 @@ class ReLU(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION relu: return (dL/dx,) for z = max(x, 0)
+        # dz/dx = 1 where x > 0, else 0: the gradient passes where x was positive
         return (grad * self.positive,)
         # END SOLUTION

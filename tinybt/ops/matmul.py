@@ -4,10 +4,10 @@ from tinybt.tensor import Function
 
 
 class MatMul(Function):
-    """Z = X @ Y with X: (N, K), Y: (K, M) -> Z: (N, M).
+    """Z = X @ Y with X: (N, K), Y: (K, M) -> Z: (N, M), each Z_nm = sum_k X_nk Y_km.
 
-    Each Z_nm = sum_k X_nk Y_km, so dL/dX = grad @ Y^T  (N, M)(M, K)
-                                  and dL/dY = X^T @ grad (K, N)(N, M).
+    Hint: write dL/dX_nk = sum_m G_nm dZ_nm/dX_nk (G = dL/dZ) and read the sum as a matrix
+    product; the shapes leave one way to multiply G with Y, and one with X.
     """
 
     def forward(self, x, y):
@@ -18,5 +18,6 @@ class MatMul(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION matmul: return (dL/dX, dL/dY) for Z = X @ Y
+        # dL/dX = G Yᵀ  (N, M)(M, K),   dL/dY = Xᵀ G  (K, N)(N, M)
         return grad @ self.y.T, self.x.T @ grad
         # END SOLUTION

@@ -25,11 +25,10 @@ class MaxPool2d(Function):
     """out = the largest entry of each window.  x: (C, H, W, N) -> out: (C, OH, OW, N),
     windows KH x KW, `stride` apart, OH = (H - KH) // stride + 1 (likewise OW).
 
-    d out/dx = 1 for the entry that is the window's maximum, 0 for the others: the gradient is
-    routed to the argmax. Ties: the first maximum in row-major order within the window takes
-    the whole gradient (what argmax returns, and what PyTorch does on the CPU). With
-    overlapping windows (stride < kernel) an entry can be the maximum of several windows and
-    receives the sum of their gradients.
+    Hint: how does out move when an entry of its window that is not the maximum moves a
+    little? And when the maximum does? Ties: the first maximum in row-major order within the
+    window counts as the maximum (what argmax returns, and what PyTorch does on the CPU). With
+    overlapping windows (stride < kernel) an entry can be the maximum of several windows.
     """
 
     def forward(self, x, kernel_size, stride):
@@ -43,6 +42,8 @@ class MaxPool2d(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION maxpool: send each window's grad to the entry that was its maximum
+        # d out/dx = 1 for the window's maximum, 0 for the others: grad is routed to the argmax,
+        # and an entry that is the maximum of several windows receives the sum of their grads
         xp = get_array_module(grad)
         (KH, KW), (OH, OW) = self.kernel, grad.shape[1:3]
         dx = xp.zeros(self.x_shape, dtype=grad.dtype)
@@ -57,8 +58,8 @@ class AvgPool2d(Function):
     """out = the mean of each window.  x: (C, H, W, N) -> out: (C, OH, OW, N), windows as in
     MaxPool2d.
 
-    d out/dx = 1 / (KH KW) for each entry of the window: every entry receives grad / (KH KW),
-    summed over the windows it belongs to.
+    Hint: every entry of a window weighs the same in its mean; an entry may lie in several
+    windows.
     """
 
     def forward(self, x, kernel_size, stride):
@@ -69,6 +70,7 @@ class AvgPool2d(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION avgpool: spread each window's grad evenly over its KH KW entries
+        # d out/dx = 1 / (KH KW): each entry receives grad / (KH KW), summed over its windows
         xp = get_array_module(grad)
         (KH, KW), (OH, OW) = self.kernel, grad.shape[1:3]
         dx = xp.zeros(self.x_shape, dtype=grad.dtype)
