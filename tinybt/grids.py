@@ -87,6 +87,7 @@ from tinybt.runfolder import claim, held_by_another, read_metrics, release, wait
 from tinybt.tags import (
     ALL_AUGMENTATIONS,
     BARLOW_EMA,
+    BARLOW_HYBRID,
     BARLOW_INVERSE_D,
     BARLOW_NOSTD,
     CROP_AND_FLIP,
@@ -95,7 +96,15 @@ from tinybt.tags import (
     NO_JITTER,
 )
 
-GRIDS = ("budget", "methods", "augmentations", "dimension", "shuffle", "shuffle-cifar")
+GRIDS = (
+    "budget",
+    "methods",
+    "augmentations",
+    "dimension",
+    "shuffle",
+    "shuffle-cifar",
+    "sweeps-cifar",
+)
 METHOD_NAMES = tuple(METHODS)  # every registered method, in the registry's order
 CIFAR_EPOCHS = 15  # every run of methods and shuffle-cifar (the cifar10 preset: 100)
 SHAPES_EPOCHS = 20  # every run of the shapes grids (the shapes preset: 50)
@@ -113,6 +122,24 @@ REMOVALS = {
 }
 NO_COLOUR = {"jitter_p": 0.0, "grayscale_p": 0.0}  # the shuffle grid's "without colour jitter"
 
+# The sweeps-cifar grid: one budget for every run (the pilot's, see the module docstring).
+SWEEP_EPOCHS = 60
+SWEEP_WIDTHS = "16-32-64-128"  # half the cifar10 preset's encoder: twice as fast an epoch
+SWEEP_DIMENSIONS = (16, 64, 512, 2048)  # projector 512-512-D; 512 is the preset's
+SWEEP_BATCHES = (32, 128, 256)  # 128 is the preset's
+SWEEP_VARIANTS = {  # tag: Config changes
+    "barlow": {"method": "barlow"},
+    "byol": {"method": "byol"},
+    "simclr": {"method": "simclr"},
+    BARLOW_EMA: {"method": "barlow", "ema": True},
+    BARLOW_HYBRID: {"method": "barlow", "ema": True, "predictor": True},
+}
+SWEPT = {  # what each sweep varies: the variants it runs
+    "augment": ("barlow", "byol", "simclr", BARLOW_HYBRID),  # claims 2 and 8
+    "dimension": ("barlow", "byol", BARLOW_EMA, BARLOW_HYBRID),  # claims 4, 5 and 8
+    "batch": ("barlow", "simclr", "byol"),  # claim 7
+}
+
 
 def grid(name, fast=False, shapes_dir="data", cifar=CIFAR_SUBSET):
     """{run name: (tags, Config)} of grid `name`; `out` is set by `run_grid`.
@@ -124,9 +151,11 @@ def grid(name, fast=False, shapes_dir="data", cifar=CIFAR_SUBSET):
     if name not in GRIDS:
         raise TinyBTError(f"unknown grid {name!r}: choose one of {', '.join(GRIDS)} (or all)")
     runs = {}
-    for tags, changes in _variations(name, fast):
-        run_name = "-".join(_slug(key, value) for key, value in tags.items())
-        base = _base(name, fast, shapes_dir, cifar)
+    base = _base(name, fast, shapes_dir, cifar)
+    defaults = _sweep_defaults(base) if name == "sweeps-cifar" else {}
+    for tags, changes in _variations(name, fast, base):
+        # a tag at its default is left out of the name (only the sweeps-cifar grid has those)
+        run_name = "-".join(_slug(k, v) for k, v in tags.items() if defaults.get(k) != v)
         augment_changes = {**base.augment_changes, **changes.pop("augment_changes", {})}
         runs[run_name] = (tags, replace(base, augment_changes=augment_changes, **changes))
     return runs
@@ -142,13 +171,23 @@ def _base(name, fast, shapes_dir, cifar):
         return Config.preset("cifar10", tau_base=TAU_BASE, data_dir=cifar)
     if name in ("methods", "shuffle-cifar"):
         return Config.preset("cifar10", epochs=CIFAR_EPOCHS, tau_base=TAU_BASE, data_dir=cifar)
+    if name == "sweeps-cifar":
+        return Config.preset(
+            "cifar10",
+            epochs=SWEEP_EPOCHS,
+            widths=SWEEP_WIDTHS,
+            tau_base=TAU_BASE,
+            data_dir=cifar,
+        )
     return Config.preset("shapes", epochs=SHAPES_EPOCHS, tau_base=TAU_BASE, data_dir=shapes_dir)
 
 
-def _variations(name, fast):
-    """(tags, Config changes) for each run of grid `name`."""
+def _variations(name, fast, base):
+    """(tags, Config changes) for each run of grid `name`, whose runs start from `base`."""
     seeds = SEEDS[:1] if fast else SEEDS
-    if name == "budget":
+    if name == "sweeps-cifar":
+        yield from _sweeps(seeds, fast, base)
+    elif name == "budget":
         # the longest first, so that two processes sharing the grid finish together
         variants = {
             "byol": {"method": "byol"},
@@ -157,9 +196,10 @@ def _variations(name, fast):
             "simclr": {"method": "simclr"},
             "barlow": {"method": "barlow"},
         }
-        for variant, changes in variants.items():
-            if not fast or variant in ("barlow", "byol"):
-                yield {"method": variant, "seed": 0}, {**changes, "seed": 0}
+        for seed in seeds:
+            for variant, changes in variants.items():
+                if not fast or variant in ("barlow", "byol"):
+                    yield {"method": variant, "seed": seed}, {**changes, "seed": seed}
     elif name == "methods":
         variants = [({"method": m}, {"method": m}) for m in METHOD_NAMES]
         variants.append(({"method": BARLOW_NOSTD}, {"standardize": False}))
@@ -206,10 +246,63 @@ def _variations(name, fast):
                     yield tags, {**config, "augment_changes": changes}
 
 
+def _sweep_defaults(base):
+    """The tags of the sweeps-cifar run that all three sweeps share: the `base` configuration's
+    dimension and batch, with every augmentation."""
+    dimension = int(base.projector.split("-")[-1])
+    return {"dimension": dimension, "augment": ALL_AUGMENTATIONS, "batch": base.batch_size}
+
+
+def _sweeps(seeds, fast, base):
+    """(tags, Config changes) of the sweeps-cifar grid: three sweeps (augmentations, projector
+    dimension, batch size) around one default run per variant, which all three share.
+
+    Every run is tagged with its dimension, augmentations and batch, so each claim picks its
+    runs by tags; its name gives only what differs from the defaults (barlow-seed0,
+    barlow-d16-seed0, barlow-crop-and-flip-only-seed0, barlow-b32-seed0). The learning rate
+    follows the square root of the batch, Adam's rule: Adam's step does not grow with the
+    gradient, and the gradient's noise falls as 1/sqrt(B), so lr ∝ sqrt(B) keeps a step's noise
+    the same (SGD's linear rule, which the paper's LARS follows, would overshoot with Adam).
+    """
+    dimensions = (8, 32) if fast else SWEEP_DIMENSIONS  # the tiny preset's projector: 32-32
+    batches = (16, 32) if fast else SWEEP_BATCHES  # the tiny preset's batch: 32
+    default = _sweep_defaults(base)
+    all_default = (default["dimension"], ALL_AUGMENTATIONS, default["batch"])
+    # In the order they run: the defaults first (the budget's check that every variant
+    # learns), then each sweep's runs together, so that verdicts come in as the grid goes.
+    settings = [(variant, *all_default) for variant in SWEEP_VARIANTS]
+    settings += [
+        (variant, default["dimension"], CROP_AND_FLIP, default["batch"])
+        for variant in SWEPT["augment"]
+    ]
+    settings += [
+        (variant, dimension, ALL_AUGMENTATIONS, default["batch"])
+        for dimension in dimensions
+        for variant in SWEPT["dimension"]
+    ]
+    settings += [
+        (variant, default["dimension"], ALL_AUGMENTATIONS, batch)
+        for batch in batches
+        for variant in SWEPT["batch"]
+    ]
+    hidden = base.projector.rsplit("-", 1)[0]
+    for variant, dimension, augment, batch in dict.fromkeys(settings):  # each setting once
+        for seed in seeds:
+            tags = {"method": variant, "dimension": dimension, "augment": augment}
+            yield {**tags, "batch": batch, "seed": seed}, {
+                **SWEEP_VARIANTS[variant],
+                "projector": f"{hidden}-{dimension}",
+                "augment_changes": REMOVALS[augment],
+                "batch_size": batch,
+                "lr": base.lr * (batch / default["batch"]) ** 0.5,
+                "seed": seed,
+            }
+
+
 def _slug(key, value):
     """A tag as part of a folder name: 'crop and flip only' -> 'crop-and-flip-only', seed 1
-    -> 'seed1', dimension 64 -> 'd64'."""
-    prefix = {"seed": "seed", "dimension": "d"}.get(key, "")
+    -> 'seed1', dimension 64 -> 'd64', batch 32 -> 'b32'."""
+    prefix = {"seed": "seed", "dimension": "d", "batch": "b"}.get(key, "")
     return prefix + str(value).replace(" ", "-").replace("/", "_")
 
 
