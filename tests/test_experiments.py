@@ -32,7 +32,13 @@ from tinybt.grids import (
     run_grid,
 )
 from tinybt.recipe import Config
-from tinybt.tags import BARLOW_NOSTD, CROP_AND_FLIP
+from tinybt.tags import (
+    ALL_AUGMENTATIONS,
+    BARLOW_EMA,
+    BARLOW_HYBRID,
+    BARLOW_NOSTD,
+    CROP_AND_FLIP,
+)
 
 EXPERIMENTS = [sys.executable, "-m", "tinybt.experiments"]
 
@@ -70,6 +76,37 @@ def test_the_full_grids_hold_what_the_claims_need():
         )
 
 
+def test_the_sweeps_share_one_default_run_and_one_budget():
+    sweeps = grid("sweeps-cifar")
+    assert {c.dataset for _, c in sweeps.values()} == {"cifar10"}
+    assert len({(c.epochs, c.widths, c.strides, c.tau_base) for _, c in sweeps.values()}) == 1
+    settings = {}
+    for tags, config in sweeps.values():
+        assert config.projector == f"512-512-{tags['dimension']}"
+        assert config.batch_size == tags["batch"]
+        assert config.lr == pytest.approx(1e-3 * (tags["batch"] / 128) ** 0.5)
+        assert (config.augment_changes == {}) == (tags["augment"] == ALL_AUGMENTATIONS)
+        assert config.ema == (tags["method"] in (BARLOW_EMA, BARLOW_HYBRID))
+        assert config.predictor == (tags["method"] == BARLOW_HYBRID)
+        setting = tuple(value for key, value in tags.items() if key != "seed")
+        settings.setdefault(setting, set()).add(tags["seed"])
+    assert all(seeds == {0, 1} for seeds in settings.values())  # two seeds for every setting
+    # the default run is one run of every sweep: no second run at D = 512, batch 128, all
+    defaults = [s for s in settings if s[1:] == (512, ALL_AUGMENTATIONS, 128)]
+    assert sorted(s[0] for s in defaults) == sorted(
+        ["barlow", "byol", "simclr", BARLOW_EMA, BARLOW_HYBRID]
+    )
+    assert sweeps["barlow-seed0"][0]["dimension"] == 512
+    assert sweeps["barlow-d16-seed1"][0] == {
+        "method": "barlow",
+        "dimension": 16,
+        "augment": ALL_AUGMENTATIONS,
+        "batch": 128,
+        "seed": 1,
+    }
+    assert len(sweeps) == 54
+
+
 def test_the_budget_grid_is_the_cifar10_preset_for_every_method_and_ema():
     preset = Config.preset("cifar10")
     budget = grid("budget")
@@ -82,11 +119,13 @@ def test_the_budget_grid_is_the_cifar10_preset_for_every_method_and_ema():
     }
     for tags, config in budget.values():
         assert (config.dataset, config.epochs, config.batch_size) == ("cifar10", 100, 128)
-        # everything the preset sets but the method, its EMA and the EMA's starting rate
-        changed = {"method", "ema", "tau_base", "data_dir", "out"}
+        # everything the preset sets but the method, its EMA, the EMA's starting rate, the seed
+        changed = {"method", "ema", "tau_base", "data_dir", "out", "seed"}
         for field in set(asdict(preset)) - changed:
             assert getattr(config, field) == getattr(preset, field), field
         assert config.ema == (tags["method"] == "barlow-ema")
+        assert config.seed == tags["seed"]
+    assert sorted(tags["seed"] for tags, _ in budget.values()) == [0] * 5 + [1] * 5
 
 
 def test_an_unknown_grid_or_run_is_refused_in_one_line(tmp_path):
@@ -297,14 +336,15 @@ def test_the_fast_grids_give_every_claim_all_its_runs(tmp_path):
     """The grids the claims read, run fast into a root, then the verdicts program: no claim
     lacks a run (the grids and the claims agree on names and tags)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    for name in ("methods", "augmentations", "dimension", "shuffle-cifar"):
+    for name in ("methods", "augmentations", "dimension", "shuffle-cifar", "sweeps-cifar"):
         command = [*EXPERIMENTS, "run", name, "--fast", "--root", str(tmp_path)]
         command += ["--shapes-dir", shapes(tmp_path)["shapes_dir"]]
         assert subprocess.run(command, capture_output=True, env=env).returncode == 0
     command = [*EXPERIMENTS, "verdicts", "--fast", "--root", str(tmp_path)]
     judged = subprocess.run(command, capture_output=True, text=True)
     assert judged.returncode == 0, judged.stdout
-    assert judged.stdout.count("verdict: ") == 6 and "missing runs: none" in judged.stdout
+    # the eight claims, then claims 2, 4 and 5 on the shapes data
+    assert judged.stdout.count("verdict: ") == 8 + 3 and "missing runs: none" in judged.stdout
 
 
 def test_the_verdicts_program_names_missing_runs(tmp_path):
@@ -313,7 +353,7 @@ def test_the_verdicts_program_names_missing_runs(tmp_path):
     )
     assert judged.returncode == 1
     assert "methods/barlow-seed0" in judged.stdout.splitlines()[-1]
-    assert judged.stdout.count("verdict: inconclusive") == 6
+    assert judged.stdout.count("verdict: inconclusive") == 8 + 3
 
 
 # ----- comparing -----
@@ -354,13 +394,34 @@ def made_up_results(accuracy, fast=False):
     them, with accuracy(tags) -> (learned, random encoder)."""
     return {
         name: [line(*accuracy(tags), name=run, **tags) for run, (tags, _) in grid(name).items()]
-        for name in ("methods", "augmentations", "dimension", "shuffle-cifar")
+        for name in ("methods", "augmentations", "dimension", "shuffle-cifar", "sweeps-cifar")
     }
+
+
+def known_sweep(tags, drops=None, batch_drops=None, hybrid=None, noise=None):
+    """Made-up accuracies of the sweeps-cifar grid: 60% at the defaults; a drop per method
+    without colour augmentations (`drops`), at batch 32 (`batch_drops`); Barlow Twins 2 points
+    a doubling of D, BYOL flat at 55%; the hybrid `hybrid` {D: accuracy} (default: Barlow
+    Twins'). Seed 1 is noise[method] (default 1 point) above seed 0."""
+    drops = drops or {"barlow": 0.20, "byol": 0.05, "simclr": 0.25, BARLOW_HYBRID: 0.05}
+    batch_drops = batch_drops or {"barlow": 0.01, "simclr": 0.10, "byol": 0.02}
+    method, d, seed = tags["method"], tags["dimension"], tags["seed"]
+    barlow = 0.60 + 0.02 * (d.bit_length() - 10)  # 2 points a doubling, 60% at D = 512
+    curve = {"barlow": barlow, "byol": 0.55, BARLOW_EMA: barlow + 0.01}
+    accuracy = (hybrid or {}).get(d, barlow) if method == BARLOW_HYBRID else curve.get(method)
+    accuracy = 0.60 if accuracy is None else accuracy
+    if tags["augment"] == CROP_AND_FLIP:
+        accuracy -= drops[method]
+    if tags["batch"] == 32:
+        accuracy -= batch_drops[method]
+    return accuracy + (noise or {}).get(method, 0.01) * seed, 0.2
 
 
 def known_accuracy(tags):
     """Accuracies with known verdicts (see the test below)."""
     method, seed = tags["method"], tags["seed"]
+    if "batch" in tags:
+        return known_sweep(tags)
     if "colour" in tags:  # shuffled: 30% without jitter, at the random encoder's 25% with it
         return (0.30 if tags["colour"] == "no colour jitter" else 0.25) + 0.001 * seed, 0.25
     if "augment" in tags:
@@ -376,14 +437,66 @@ def test_verdicts_follow_the_numbers():
     judged = verdicts(made_up_results(known_accuracy))
     assert {v.claim: v.verdict for v in judged} == {
         1: SUPPORTED,  # 15 points
-        2: SUPPORTED,  # Barlow Twins drops 20.5 points, BYOL 5.5
+        2: SUPPORTED,  # Barlow Twins drops 20 points, BYOL 5
         3: NOT_SUPPORTED,  # shuffled 30% against real (the methods grid) 50-60%
-        4: SUPPORTED,  # +8 points for Barlow Twins, flat BYOL, BYOL ahead at D = 16
-        5: NOT_SUPPORTED,  # the EMA adds 1 point; BYOL stays 14 ahead
+        4: SUPPORTED,  # +14 points for Barlow Twins, flat BYOL, BYOL 5 ahead at D = 16
+        5: NOT_SUPPORTED,  # the EMA adds 1 point; BYOL stays 10 ahead
         6: NOT_SUPPORTED,  # VICReg 20 points below Barlow Twins
+        7: SUPPORTED,  # Barlow Twins loses 1 point at batch 32 (seeds 1 apart), SimCLR 10
+        8: NOT_SUPPORTED,  # the hybrid is Barlow Twins' curve: 5 below BYOL at D = 16
     }
     assert all(v.statement == comparison.CLAIMS[v.claim] for v in judged)
     assert all(v.runs and not v.missing for v in judged)
+    on_shapes = comparison.shapes_verdicts(made_up_results(known_accuracy))
+    assert {v.claim: v.verdict for v in on_shapes} == {
+        2: SUPPORTED,  # Barlow Twins drops 20.5 points, BYOL 5.5
+        4: SUPPORTED,  # +8 points for Barlow Twins, flat BYOL, BYOL ahead at D = 16
+        5: NOT_SUPPORTED,  # the EMA adds 1 point; BYOL stays 14 ahead
+    }
+
+
+def sweeps(**known):
+    """The sweeps-cifar grid's lines, with known_sweep(tags, **known) accuracies."""
+    return [
+        line(*known_sweep(tags, **known), name=run, **tags)
+        for run, (tags, _) in grid("sweeps-cifar").items()
+    ]
+
+
+@pytest.mark.parametrize(
+    "batch_drops, expected",
+    [
+        ({"barlow": 0.01, "simclr": 0.10, "byol": 0.02}, SUPPORTED),
+        ({"barlow": 0.08, "simclr": 0.10, "byol": 0.02}, NOT_SUPPORTED),  # Barlow Twins drops
+        ({"barlow": 0.00, "simclr": 0.00, "byol": 0.00}, NOT_SUPPORTED),  # nothing drops
+        # Barlow Twins 4 points lower at batch 32, but its seeds 6 points apart: unclear
+        ({"barlow": 0.04, "simclr": 0.10, "byol": 0.02}, INCONCLUSIVE),
+    ],
+)
+def test_claim_7_reads_barlow_twins_drop_at_small_batch_against_simclrs(batch_drops, expected):
+    noise = {"barlow": 0.06 if expected == INCONCLUSIVE else 0.01}
+    assert comparison.claim_7(sweeps(batch_drops=batch_drops, noise=noise)).verdict == expected
+
+
+@pytest.mark.parametrize(
+    "hybrid, hybrid_drop, expected, parts",
+    [
+        # BYOL's 55% at D = 16, above Barlow Twins' 64% at D = 2048, BYOL's drop: all hold
+        ({16: 0.55, 2048: 0.72}, 0.05, SUPPORTED, ("holds", "holds", "holds")),
+        ({16: 0.55, 2048: 0.60}, 0.05, NOT_SUPPORTED, ("fails", "holds", "holds")),
+        ({16: 0.55, 2048: 0.72}, 0.20, NOT_SUPPORTED, ("holds", "fails", "holds")),
+        ({16: 0.48, 2048: 0.72}, 0.05, NOT_SUPPORTED, ("holds", "holds", "fails")),
+        # 3.5 points under BYOL at D = 16, but the hybrid's seeds 6 points apart: unclear
+        ({16: 0.49, 2048: 0.72}, 0.05, INCONCLUSIVE, ("holds", "holds", "unclear")),
+    ],
+)
+def test_claim_8_holds_only_where_every_part_of_it_holds(hybrid, hybrid_drop, expected, parts):
+    drops = {"barlow": 0.20, "byol": 0.05, "simclr": 0.25, BARLOW_HYBRID: hybrid_drop}
+    noise = {BARLOW_HYBRID: 0.06 if expected == INCONCLUSIVE else 0.01}
+    judged = comparison.claim_8(sweeps(hybrid=hybrid, drops=drops, noise=noise))
+    assert judged.verdict == expected
+    found = [p.rsplit(", ", 1)[1] for p in judged.evidence.rsplit(". ", 1)[1].split("; ")]
+    assert tuple(found) == parts
 
 
 def test_missing_results_are_inconclusive_and_named():
@@ -418,7 +531,7 @@ def test_the_committed_results_give_the_verdicts_the_readme_states():
     root = Path(__file__).resolve().parent.parent / "results" / "experiments"
     results = {name: read_results(results_path(root, name)) for name in GRIDS}
     judged = verdicts(results)
-    assert all(not v.missing for v in judged)
+    assert [v.claim for v in judged if v.missing] == [2, 4, 5, 7, 8]  # sweeps-cifar is running
     assert [v.verdict for v in judged] == [
         SUPPORTED,
         INCONCLUSIVE,
@@ -426,7 +539,12 @@ def test_the_committed_results_give_the_verdicts_the_readme_states():
         INCONCLUSIVE,
         INCONCLUSIVE,
         SUPPORTED,
+        INCONCLUSIVE,
+        INCONCLUSIVE,
     ]
+    on_shapes = comparison.shapes_verdicts(results)
+    assert all(not v.missing for v in on_shapes)
+    assert [v.verdict for v in on_shapes] == [INCONCLUSIVE] * 3
 
 
 def test_gains_are_measured_from_each_runs_random_encoder():

@@ -1,4 +1,4 @@
-"""The review's six claims, each judged from the experiments' results (tinybt/grids.py).
+"""The review's eight claims, each judged from the experiments' results (tinybt/grids.py).
 
 A verdict is computed, never typed in: `verdicts(results)` reads the grids' result lines and
 returns, per claim, "supported", "not supported" or "inconclusive", with the numbers behind
@@ -14,8 +14,12 @@ When two results differ (`compare`), the one rule, which the README and notebook
     two or more seeds, or at least 3 points apart, if either is a single run. Means over seeds
     within twice the spread and under 3 points apart are the same; anything else is unclear.
 
-The dimension sweep has one seed per point, so it is read as a trend: the least-squares slope
-of accuracy against log2 D, with its standard error.
+A dimension sweep is read as a trend: the least-squares slope of accuracy against log2 D,
+through every run (each seed a point), with its standard error.
+
+Claims 2, 4, 5, 7 and 8 are judged on CIFAR-10 (the sweeps-cifar grid, two seeds a setting).
+Claims 2, 4 and 5 were first judged on the shapes data (the augmentations and dimension grids);
+`shapes_verdicts` keeps that reading beside the CIFAR one, so that where they disagree it shows.
 """
 
 import math
@@ -23,10 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinybt.grids import METHOD_NAMES, grid
+from tinybt.grids import METHOD_NAMES, grid, sweep_defaults
 from tinybt.tags import (
     ALL_AUGMENTATIONS,
     BARLOW_EMA,
+    BARLOW_HYBRID,
     BARLOW_NOSTD,
     CROP_AND_FLIP,
     JITTER,
@@ -45,6 +50,11 @@ CLAIMS = {
     "flat, so BYOL wins at small dimension",
     5: "an EMA target (BYOL's) lets Barlow Twins close BYOL's lead at small dimension",
     6: "VICReg needs no standardisation of the embeddings to do as well as Barlow Twins",
+    7: "Barlow Twins holds its accuracy down to small batches, where SimCLR, which needs many "
+    "negatives, drops",
+    8: "the hybrid, Barlow Twins with BYOL's EMA target and predictor, keeps Barlow Twins' "
+    "accuracy at large dimension and gains BYOL's robustness to removed augmentations and at "
+    "small dimension",
 }
 
 
@@ -61,31 +71,53 @@ class Verdict:
     missing: tuple = ()
 
 
-# Which runs each claim needs: (grid, {tag: the values it may take}) for each grid it reads.
+# Which runs each claim needs: (grid, {tag: the values it may take}) for each set of runs it
+# reads. DEFAULT: the value of the sweeps-cifar run that all three of its sweeps share.
+DEFAULT = "default"
+AT_DEFAULT = {"dimension": DEFAULT, "augment": (ALL_AUGMENTATIONS,), "batch": DEFAULT}
+AUGMENT_SWEEP = {**AT_DEFAULT, "augment": (ALL_AUGMENTATIONS, CROP_AND_FLIP)}
+DIMENSION_SWEEP = {"augment": (ALL_AUGMENTATIONS,), "batch": DEFAULT}
+BATCH_SWEEP = {"dimension": DEFAULT, "augment": (ALL_AUGMENTATIONS,)}
 NEEDS = {
     1: [("methods", {"method": ("barlow", BARLOW_NOSTD)})],
+    2: [("sweeps-cifar", {"method": ("barlow", "byol", "simclr"), **AUGMENT_SWEEP})],
+    3: [("methods", {"method": METHOD_NAMES}), ("shuffle-cifar", {})],
+    4: [("sweeps-cifar", {"method": ("barlow", "byol"), **DIMENSION_SWEEP})],
+    5: [("sweeps-cifar", {"method": ("barlow", BARLOW_EMA, "byol"), **DIMENSION_SWEEP})],
+    6: [("methods", {"method": ("barlow", BARLOW_NOSTD, "vicreg")})],
+    7: [("sweeps-cifar", {"method": ("barlow", "simclr", "byol"), **BATCH_SWEEP})],
+    8: [
+        ("sweeps-cifar", {"method": ("barlow", "byol", BARLOW_HYBRID), **AUGMENT_SWEEP}),
+        ("sweeps-cifar", {"method": ("barlow", "byol", BARLOW_HYBRID), **DIMENSION_SWEEP}),
+    ],
+}
+# The shapes reading of claims 2, 4 and 5 (one seed a dimension, two for the augmentations).
+SHAPES_NEEDS = {
     2: [
         (
             "augmentations",
             {"method": ("barlow", "byol"), "augment": (ALL_AUGMENTATIONS, CROP_AND_FLIP)},
         )
     ],
-    3: [("methods", {"method": METHOD_NAMES}), ("shuffle-cifar", {})],
     4: [("dimension", {"method": ("barlow", "byol")})],
     5: [("dimension", {"method": ("barlow", BARLOW_EMA, "byol")})],
-    6: [("methods", {"method": ("barlow", BARLOW_NOSTD, "vicreg")})],
 }
 
 
-def needed_runs(claim, fast=False):
+def needed_runs(claim, fast=False, needs=NEEDS):
     """{grid: [run names]} that claim `claim` is judged from, as the grids (or, with `fast`,
     the fast grids) define them."""
     needed = {}
-    for name, wanted in NEEDS[claim]:
-        needed[name] = [
+    for name, wanted in needs[claim]:
+        defaults = sweep_defaults(name, fast)
+        wanted = {
+            key: (defaults[key],) if values == DEFAULT else values for key, values in wanted.items()
+        }
+        runs = needed.setdefault(name, [])
+        runs += [
             run
             for run, (tags, _) in grid(name, fast).items()
-            if all(tags.get(key) in values for key, values in wanted.items())
+            if all(tags.get(key) in values for key, values in wanted.items()) and run not in runs
         ]
     return needed
 
@@ -179,16 +211,25 @@ def trend(dimensions, values):
 
 
 def sweep(lines, method, metric="linear"):
-    """(dimensions, accuracies) of one variant of the dimension grid, by increasing D."""
-    points = sorted(
-        (line["tags"]["dimension"], line["evaluation"]["learned"][metric])
-        for line in lines
-        if "error" not in line and line["tags"]["method"] == method
-    )
-    return [d for d, _ in points], [a for _, a in points]
+    """{D: [accuracies over seeds]} of one variant of a dimension sweep, by increasing D."""
+    curve = {}
+    for line in sorted(lines, key=lambda line: line["tags"]["dimension"]):
+        if "error" not in line and line["tags"]["method"] == method:
+            curve.setdefault(line["tags"]["dimension"], []).append(
+                line["evaluation"]["learned"][metric]
+            )
+    return curve
 
 
-# ----- the six claims -----
+def fitted_gain(curve):
+    """(gain, slope, standard error) of a sweep's {D: accuracies}: the least-squares line through
+    every run against log2 D, and the change it fits from the smallest D to the largest."""
+    dimensions = [d for d, values in curve.items() for _ in values]
+    slope, error = trend(dimensions, [a for values in curve.values() for a in values])
+    return slope * math.log2(max(curve) / min(curve)), slope, error
+
+
+# ----- the eight claims -----
 def claim_1(methods):
     barlow, without = (
         accuracies(methods, method="barlow"),
@@ -201,18 +242,21 @@ def claim_1(methods):
 
 
 def claim_2(augmentations, removed=CROP_AND_FLIP):
+    """Each method's drop from every augmentation to `removed`, paired by seed: Barlow Twins'
+    against BYOL's (SimCLR's is quoted beside them where the grid has it)."""
     drops = {
         method: paired_differences(
             by_seed(augmentations, method=method, augment=ALL_AUGMENTATIONS),
             by_seed(augmentations, method=method, augment=removed),
         )
-        for method in ("barlow", "byol")
+        for method in ("barlow", "byol", "simclr")
     }
     result = compare(drops["barlow"], drops["byol"])
     verdict = {"higher": SUPPORTED, "same": NOT_SUPPORTED, "lower": NOT_SUPPORTED}
+    simclr = f", SimCLR {describe(drops['simclr'])}" if drops["simclr"] else ""
     evidence = (
         f"drop from all augmentations to {removed}: Barlow Twins {describe(drops['barlow'])}, "
-        f"BYOL {describe(drops['byol'])}: Barlow Twins' drop is {result}"
+        f"BYOL {describe(drops['byol'])}{simclr}: Barlow Twins' drop is {result}"
     )
     return _verdict(2, verdict.get(result, INCONCLUSIVE), evidence)
 
@@ -245,22 +289,26 @@ def claim_3(methods, shuffle):
 
 
 def claim_4(dimension):
-    (dims, barlow), (byol_dims, byol) = sweep(dimension, "barlow"), sweep(dimension, "byol")
-    if len(dims) < 2 or len(byol_dims) < 2:
+    """Three parts: Barlow Twins' fitted gain over the sweep is 3 points or more and outside
+    twice its standard error; BYOL's is under 3 points, or 3 below Barlow Twins'; BYOL is
+    higher at the smallest D."""
+    barlow, byol = sweep(dimension, "barlow"), sweep(dimension, "byol")
+    if len(barlow) < 2 or len(byol) < 2:
         return _verdict(4, INCONCLUSIVE, "the dimension sweep has too few runs")
-    doublings = math.log2(dims[-1] / dims[0])
-    (slope, error), (byol_slope, _) = trend(dims, barlow), trend(byol_dims, byol)
-    gain, byol_gain = slope * doublings, byol_slope * doublings
-    improves = gain >= THRESHOLD and not abs(slope) <= 2 * error
-    flatter = byol_gain <= gain - THRESHOLD or abs(byol_gain) < THRESHOLD
-    small = compare([byol[0]], [barlow[0]])
+    (gain, slope, error), (byol_gain, _, _) = fitted_gain(barlow), fitted_gain(byol)
+    smallest = min(barlow)
+    improves = gain >= THRESHOLD and abs(slope) > 2 * error
+    flat = abs(byol_gain) < THRESHOLD or byol_gain <= gain - THRESHOLD
+    small = compare(byol[smallest], barlow[smallest])
     evidence = (
-        f"over D = {dims[0]}..{dims[-1]} the fitted gain is {100 * gain:+.1f} points for "
-        f"Barlow Twins (slope {100 * slope:+.1f} ± {100 * error:.1f} per doubling), "
-        f"{100 * byol_gain:+.1f} for BYOL; at D = {dims[0]} BYOL {byol[0]:.1%}, Barlow "
-        f"Twins {barlow[0]:.1%} ({small})"
+        f"over D = {smallest}..{max(barlow)} the fitted gain is {100 * gain:+.1f} points for "
+        f"Barlow Twins (slope {100 * slope:+.1f} ± {100 * error:.1f} per doubling: "
+        f"{'keeps improving' if improves else 'does not keep improving'}), "
+        f"{100 * byol_gain:+.1f} for BYOL ({'flat' if flat else 'not flat'}); "
+        f"at D = {smallest} BYOL {describe(byol[smallest])}, Barlow Twins "
+        f"{describe(barlow[smallest])} ({small})"
     )
-    if improves and flatter and small == "higher":
+    if improves and flat and small == "higher":
         return _verdict(4, SUPPORTED, evidence)
     if (abs(gain) < THRESHOLD and abs(slope) <= 2 * error) or small == "lower":
         return _verdict(4, NOT_SUPPORTED, evidence)
@@ -268,20 +316,22 @@ def claim_4(dimension):
 
 
 def claim_5(dimension):
-    curves = {
-        m: dict(zip(*sweep(dimension, m), strict=True)) for m in ("barlow", BARLOW_EMA, "byol")
-    }
+    """At the smallest D: Barlow Twins --ema against Barlow Twins and against BYOL."""
+    curves = {m: sweep(dimension, m) for m in ("barlow", BARLOW_EMA, "byol")}
     shared = sorted(set(curves["barlow"]) & set(curves[BARLOW_EMA]) & set(curves["byol"]))
     if not shared:
         return _verdict(5, INCONCLUSIVE, "the dimension sweep has too few runs")
     d = shared[0]
     barlow, ema, byol = (curves[m][d] for m in ("barlow", BARLOW_EMA, "byol"))
-    evidence = f"at D = {d}: Barlow Twins {barlow:.1%}, with EMA {ema:.1%}, BYOL {byol:.1%}"
-    if compare([byol], [barlow]) != "higher":
+    evidence = (
+        f"at D = {d}: Barlow Twins {describe(barlow)}, with EMA {describe(ema)}, "
+        f"BYOL {describe(byol)}"
+    )
+    if compare(byol, barlow) != "higher":
         return _verdict(5, INCONCLUSIVE, evidence + ": BYOL has no lead to close here")
-    if compare([ema], [barlow]) == "higher" and compare([ema], [byol]) != "lower":
+    if compare(ema, barlow) == "higher" and compare(ema, byol) != "lower":
         return _verdict(5, SUPPORTED, evidence)
-    if compare([ema], [byol]) == "lower":
+    if compare(ema, byol) == "lower":
         return _verdict(5, NOT_SUPPORTED, evidence + ": the gap stays open")
     return _verdict(5, INCONCLUSIVE, evidence)
 
@@ -301,31 +351,111 @@ def claim_6(methods):
     return _verdict(6, INCONCLUSIVE, evidence)
 
 
+def claim_7(batch):
+    """Two parts: Barlow Twins at the smallest batch against itself at the largest ("holds":
+    the same or higher), and SimCLR's drop between them against Barlow Twins' (paired by seed).
+    With the learning rate following sqrt(B) (tinybt/grids.py), a small batch also means more
+    steps per epoch; and at batch N, Barlow Twins' C is estimated from N samples for D x D
+    entries (rank at most N - 1), which is the catch in the claim."""
+    batches = sorted({line["tags"]["batch"] for line in batch})
+    small, large = batches[0], batches[-1]
+    at = {
+        (m, b): by_seed(batch, method=m, batch=b)
+        for m in ("barlow", "simclr", "byol")
+        for b in (small, large)
+    }
+    drops = {
+        m: paired_differences(at[m, large], at[m, small]) for m in ("barlow", "simclr", "byol")
+    }
+    holds = compare(list(at["barlow", small].values()), list(at["barlow", large].values()))
+    simclr_drops_more = compare(drops["simclr"], drops["barlow"])
+    evidence = (
+        f"drop from batch {large} to {small}: Barlow Twins {describe(drops['barlow'])} "
+        f"(at {small} against {large}: {holds}), SimCLR {describe(drops['simclr'])} "
+        f"(against Barlow Twins': {simclr_drops_more}), BYOL {describe(drops['byol'])}"
+    )
+    if holds in ("same", "higher") and simclr_drops_more == "higher":
+        return _verdict(7, SUPPORTED, evidence)
+    if holds == "lower" or simclr_drops_more in ("same", "lower"):
+        return _verdict(7, NOT_SUPPORTED, evidence)
+    return _verdict(7, INCONCLUSIVE, evidence)
+
+
+def claim_8(sweeps):
+    """Three parts, each "holds", "fails" or "unclear": the hybrid against Barlow Twins at the
+    largest D (holds: the same or higher); its drop from removing augmentations against
+    BYOL's (holds: the same or lower); the hybrid against BYOL at the smallest D (holds: the
+    same or higher). Supported when all three hold, not supported when any fails."""
+    default = [line for line in sweeps if line["tags"]["augment"] == ALL_AUGMENTATIONS]
+    curves = {m: sweep(default, m) for m in ("barlow", "byol", BARLOW_HYBRID)}
+    largest, smallest = max(curves[BARLOW_HYBRID]), min(curves[BARLOW_HYBRID])
+    removed = [line for line in sweeps if line["tags"]["augment"] == CROP_AND_FLIP]
+    d = removed[0]["tags"]["dimension"]  # the augmentation sweep's one dimension
+    drops = {
+        m: paired_differences(
+            by_seed(sweeps, method=m, augment=ALL_AUGMENTATIONS, dimension=d),
+            by_seed(sweeps, method=m, augment=CROP_AND_FLIP),
+        )
+        for m in ("barlow", "byol", BARLOW_HYBRID)
+    }
+    parts = {
+        f"at D = {largest}, against Barlow Twins": (
+            compare(curves[BARLOW_HYBRID][largest], curves["barlow"][largest]),
+            ("same", "higher"),
+            "lower",
+        ),
+        "drop to crop and flip only, against BYOL's": (
+            compare(drops[BARLOW_HYBRID], drops["byol"]),
+            ("same", "lower"),
+            "higher",
+        ),
+        f"at D = {smallest}, against BYOL": (
+            compare(curves[BARLOW_HYBRID][smallest], curves["byol"][smallest]),
+            ("same", "higher"),
+            "lower",
+        ),
+    }
+    outcome = {
+        part: "holds" if result in good else "fails" if result == bad else "unclear"
+        for part, (result, good, bad) in parts.items()
+    }
+    evidence = (
+        f"hybrid {describe(curves[BARLOW_HYBRID][largest])} at D = {largest} (Barlow Twins "
+        f"{describe(curves['barlow'][largest])}); drop to crop and flip only: hybrid "
+        f"{describe(drops[BARLOW_HYBRID])}, BYOL {describe(drops['byol'])}, Barlow Twins "
+        f"{describe(drops['barlow'])}; at D = {smallest} hybrid "
+        f"{describe(curves[BARLOW_HYBRID][smallest])}, BYOL "
+        f"{describe(curves['byol'][smallest])}. "
+        + "; ".join(f"{part}: {parts[part][0]}, {outcome[part]}" for part in parts)
+    )
+    if all(o == "holds" for o in outcome.values()):
+        return _verdict(8, SUPPORTED, evidence)
+    if "fails" in outcome.values():
+        return _verdict(8, NOT_SUPPORTED, evidence)
+    return _verdict(8, INCONCLUSIVE, evidence)
+
+
 def _verdict(claim, verdict, evidence):
     return Verdict(claim, CLAIMS[claim], verdict, evidence)
 
 
-JUDGES = {  # claim: (its judge, the grids it reads, in the judge's order)
-    1: (claim_1, ("methods",)),
-    2: (claim_2, ("augmentations",)),
-    3: (claim_3, ("methods", "shuffle-cifar")),
-    4: (claim_4, ("dimension",)),
-    5: (claim_5, ("dimension",)),
-    6: (claim_6, ("methods",)),
-}
+JUDGES = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4, 5: claim_5, 6: claim_6}
+JUDGES.update({7: claim_7, 8: claim_8})
 
 
-def verdicts(results, fast=False):
-    """The six Verdicts from {grid name: result lines} (grids.read_results of each record).
+def verdicts(results, fast=False, needs=NEEDS):
+    """The Verdicts of the claims in `needs` (the eight, on CIFAR-10 where a grid can do it), from
+    {grid name: result lines} (grids.read_results of each record).
 
-    Each claim reads only the runs `needed_runs` names (of the fast grids, with `fast`); if
-    any is missing, its verdict is inconclusive and says which."""
+    Each claim reads only the runs `needed_runs` names (of the fast grids, with `fast`), given
+    to its judge one list per grid it reads; if any is missing, its verdict is inconclusive and
+    says which."""
     judged = []
-    for claim, (judge, grids) in JUDGES.items():
-        needed = needed_runs(claim, fast)
+    for claim in needs:
+        needed = needed_runs(claim, fast, needs)
         used = {
-            name: [line for line in results.get(name, []) if line["name"] in needed[name]]
-            for name in grids
+            name: [line for line in results.get(name, []) if line["name"] in runs]
+            for name, runs in needed.items()
         }
         present = {(name, line["name"]) for name, lines in used.items() for line in lines}
         runs = tuple(f"{name}/{run}" for name, names in needed.items() for run in names)
@@ -339,7 +469,13 @@ def verdicts(results, fast=False):
             evidence = f"{len(missing)} of its {len(runs)} runs missing: {', '.join(missing)}"
             verdict = _verdict(claim, INCONCLUSIVE, evidence)
         else:
-            verdict = judge(*(used[name] for name in grids))
+            verdict = JUDGES[claim](*used.values())
         verdict.runs, verdict.missing = runs, missing
         judged.append(verdict)
     return judged
+
+
+def shapes_verdicts(results, fast=False):
+    """Claims 2, 4 and 5 as the shapes grids (augmentations, dimension) judge them: the
+    synthetic reading, set beside the CIFAR-10 one."""
+    return verdicts(results, fast, SHAPES_NEEDS)

@@ -1,6 +1,7 @@
 """Run the experiments of the review's claims:  python -m tinybt.experiments run GRID
 
-GRID is one of budget, methods, augmentations, dimension, shuffle, shuffle-cifar, or all
+GRID is one of budget, methods, augmentations, dimension, shuffle, shuffle-cifar, sweeps-cifar,
+or all
 (tinybt/grids.py defines them and states their budget). Finished runs are skipped, so the same
 command resumes a grid; several processes may run one grid together, each taking runs no other
 has started:
@@ -13,7 +14,8 @@ results/experiments), read by notebook 10 and by
 
     python -m tinybt.experiments verdicts
 
-which prints each claim's verdict, the runs it used, its numbers, and the runs still missing.
+which prints each claim's verdict, the runs it used, its numbers, and the runs still missing;
+then claims 2, 4 and 5 as the shapes grids judge them.
 Exit status: 0; 1 when runs failed (each is reported, none recorded) or, for verdicts, when
 runs are missing; 2 for bad input.
 """
@@ -21,7 +23,7 @@ runs are missing; 2 for bad input.
 import os
 import sys
 
-from tinybt.comparison import verdicts
+from tinybt.comparison import shapes_verdicts, verdicts
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.grids import (
     CIFAR_SUBSET,
@@ -125,18 +127,25 @@ def print_verdicts(root, fast):
         path = results_path(root, name, fast)
         check_root(root, path, write=False)
         results[name] = read_results(path, fast)
-    judged = verdicts(results, fast)
-    for v in judged:
-        print(f"claim {v.claim}: {v.statement}")
-        print(f"  runs used: {len(v.runs) - len(v.missing)} of {len(v.runs)}")
-        print(f"  numbers: {v.evidence}")
-        print(f"  verdict: {v.verdict}")
-    missing = [run for v in judged for run in v.missing]
+    judged, on_shapes = verdicts(results, fast), shapes_verdicts(results, fast)
+    print_table(judged)
+    print("On the shapes data:")
+    print_table(on_shapes)
+    missing = [run for v in judged + on_shapes for run in v.missing]
     if missing:
         print(f"missing runs: {', '.join(sorted(set(missing)))}")
         return 1
     print("missing runs: none")
     return 0
+
+
+def print_table(judged):
+    """Each Verdict as four lines: the claim, the runs used, the numbers, the verdict."""
+    for v in judged:
+        print(f"claim {v.claim}: {v.statement}")
+        print(f"  runs used: {len(v.runs) - len(v.missing)} of {len(v.runs)}")
+        print(f"  numbers: {v.evidence}")
+        print(f"  verdict: {v.verdict}")
 
 
 if __name__ == "__main__":
