@@ -37,7 +37,7 @@ TIMES = {
     "07": "~3 min",
     "08": "~16 min",
     "09": "~1 min",
-    "10": "~30 s",
+    "10": "13 s",
 }
 HELP = (
     "Time per notebook on a 2-core CPU (~: estimated, not yet measured): "
