@@ -309,6 +309,8 @@ def test_report_skips_modules_skipped_whole_but_keeps_every_test(tmp_path):
         ("tinybt/ops/conv.py", "dL/dW = G colsᵀ"),
         ("tinybt/ops/pool.py", "grad / (KH KW)"),
         ("tinybt/methods/barlow_twins.py", "dL/dẐ_a = Ẑ_b Gᵀ / N"),
+        ("tinybt/methods/simclr.py", "dL/dU = (G + Gᵀ) U / τ"),
+        ("tinybt/methods/vicreg.py", "dL/dZ̄ = 2 Z̄ G / (N - 1)"),
     ],
 )
 def test_the_result_to_derive_is_in_the_solution_not_in_the_copy(untouched, file, result):

@@ -52,13 +52,15 @@ class NTXentLoss(Function):
     Forward, numerically stable: each row of S has its own largest entry (self excluded)
     subtracted before exp, which changes no softmax; exp(S_ii) is made exactly 0.
 
-    Backward, from the loss down. P_ik = exp(S_ik) / Σ_{k'≠i} exp(S_ik') (P_ii = 0) is the
-    softmax over the other views, and Y_ik = 1 where k = p(i):
-        dL/dS_ik = (P_ik - Y_ik) / 2N                                  call it G (2N, 2N)
-        S = U Uᵀ / τ, each u_i in row i and in column i  =>  dL/dU = (G + Gᵀ) U / τ    (2N, D)
-        u = z / |z|  =>  dL/dz = (dL/du - u (u · dL/du)) / |z|    (only the change across u;
-                                                   under the floor |z| is constant: dL/du / |z|)
-    then the first N rows are dL/dZ_a and the last N dL/dZ_b.
+    Backward, from the loss down, in three steps (notebook 09 sets them up). The forward saves
+    P_ik = exp(S_ik) / Σ_{k'≠i} exp(S_ik') (P_ii = 0), the softmax over the other views, and
+    the twin p(i) of every view:
+        1. dL/dS (2N, 2N): each ℓ_i is a cross-entropy over row i of S, with the twin as the
+           right class; the mean over the 2N views divides by 2N.
+        2. dL/dU (2N, D): S = U Uᵀ / τ, and each u_i sits in row i and in column i of S.
+        3. dL/dZ (2N, D): u = z / |z|; moving z along u does not move u. Under the floor
+           (`self.above_floor` is 0) |z| is a constant.
+    The first N rows are dL/dZ_a, the last N dL/dZ_b.
     """
 
     def forward(self, z_a, z_b, temperature=TEMPERATURE):
@@ -82,6 +84,9 @@ class NTXentLoss(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION nt-xent: return (dL/dZ_a, dL/dZ_b) for the NT-Xent loss
+        # dL/dS_ik = (P_ik - Y_ik) / 2N, Y_ik = 1 where k = p(i): softmax minus one-hot,  G (2N, 2N)
+        # S = U Uᵀ / τ, u_i in row i and column i  =>  dL/dU = (G + Gᵀ) U / τ           (2N, D)
+        # u = z / |z|  =>  dL/dz = (dL/du - u (u · dL/du)) / |z|; under the floor dL/du / |z|
         xp = get_array_module(self.u)
         two_n = self.u.shape[0]
         g = self.softmax.copy()

@@ -88,17 +88,16 @@ class VICRegLoss(Function):
     The forward keeps the unweighted terms as `self.invariance`, `self.variance` and
     `self.covariance` (floats), so that training can log them.
 
-    Backward, one term at a time, for view a (view b the same with the roles swapped):
-        invariance:  dL/dZ_a = μ_s 2 (Z_a - Z_b) / ND,   dL/dZ_b its negative
-        variance:    dL/dσ_j = -μ_v / 2D where σ_j < γ (else 0);   dσ_j/dVar_j = 1 / 2σ_j;
-                     dVar_j/dZ̄_nj = 2 Z̄_nj / (N - 1)
-                     =>  dL/dZ_nj = dL/dσ_j · Z̄_nj / ((N - 1) σ_j)
-        covariance:  dL/dK = μ_c 2 K_off / D  =: G (D, D), K_off is K with a zero diagonal;
-                     K = Z̄ᵀ Z̄ / (N - 1), Z̄ on both sides, G symmetric
-                     =>  dL/dZ̄ = 2 Z̄ G / (N - 1)
-    Centring's backward subtracts the batch mean of the gradient, and both gradients above
-    already have zero mean over n (they are Z̄ times something per column, and each column
-    of Z̄ sums to 0), so dL/dZ = dL/dZ̄ there.
+    Backward, one term at a time, for view a (view b the same with the roles swapped; the
+    invariance term is the only one that mixes the views). The steps (notebook 09 sets them up):
+        invariance:  s is a mean of squares of Z_a - Z_b over N D entries.
+        variance:    the hinge max(0, γ - σ_j) has slope -1 where σ_j < γ, 0 elsewhere; then
+                     σ_j = sqrt(Var_j + ε) and Var_j = Σ_n Z̄_nj² / (N - 1).
+        covariance:  call G = dL/dK (D, D); only the off-diagonal K_ij enter c, and Z̄ sits
+                     on both sides of K = Z̄ᵀ Z̄ / (N - 1).
+        centring:    Z̄ = Z - mean_n Z subtracts the batch mean of the gradient; look at what
+                     it subtracts from a gradient that is Z̄ times something per column.
+    The forward saves each view's (Z̄, σ, K, v, c) as `self.view_a` and `self.view_b`.
     """
 
     def forward(
@@ -126,6 +125,12 @@ class VICRegLoss(Function):
 
     def backward(self, grad):
         # BEGIN SOLUTION vicreg: return (dL/dZ_a, dL/dZ_b) for the VICReg loss
+        # invariance:  dL/dZ_a = μ_s 2 (Z_a - Z_b) / ND,   dL/dZ_b its negative
+        # variance:    dL/dσ_j = -μ_v / 2D where σ_j < γ (else 0),   dσ_j/dVar_j = 1 / 2σ_j,
+        #              dVar_j/dZ̄_nj = 2 Z̄_nj / (N - 1)  =>  dL/dZ_nj = dL/dσ_j Z̄_nj / ((N - 1) σ_j)
+        # covariance:  G = μ_c 2 K_off / D (K with a zero diagonal), symmetric,
+        #              so dL/dZ̄ = 2 Z̄ G / (N - 1)
+        # centring passes both unchanged: each column of Z̄ sums to 0, so they have zero mean
         xp = get_array_module(self.difference)
         sim_coeff, std_coeff, cov_coeff = self.coeffs
         n, d = self.difference.shape
