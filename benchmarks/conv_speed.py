@@ -1,6 +1,6 @@
 """Conv2d forward + backward on the CPU: tinybt (NumPy) against PyTorch, on the same data.
 
-The issue's yardstick: a batch of 256 float32 feature maps of 64 channels, 16x16, through 128
+The yardstick: a batch of 256 float32 feature maps of 64 channels, 16x16, through 128
 3x3 filters, stride 1, padding 1, no bias (as in the encoder, where batch norm follows), then
 the backward to the input and the weights from a random upstream gradient. Each library gets
 the batch in its own layout: (C, H, W, N) for tinybt, whose encoder keeps the batch innermost,

@@ -132,7 +132,7 @@ def test_first_non_finite_names_the_first_bad_float_array():
 
 @pytest.mark.parametrize("where", ["model/1.running_var", "model/0.weight", "optim/m.0"])
 def test_a_non_finite_state_is_never_saved(tmp_path, where):
-    # The cases: inf in a running variance (adam, lr 1e9) and in the weights (sgd).
+    # Two ways a run diverges: inf in a running variance (adam, lr 1e9) and in the weights (sgd).
     model, optimizer = model_and_optimizer()
     path = tmp_path / "checkpoint.npz"
     save_checkpoint(path, model, optimizer, {"epoch": 1})
