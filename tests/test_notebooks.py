@@ -57,6 +57,33 @@ def test_every_exercise_is_introduced_by_one_notebook_heading():
     )
 
 
+# The result each derivation exercise asks for, as its notebook writes it once worked out.
+DERIVED_RESULTS = [
+    ("01_autograd", "mul", r"\partial L/\partial x = G \odot y"),
+    ("01_autograd", "matmul", r"\partial L/\partial X = G\,Y^\top"),
+    ("02_layers", "batchnorm", r"g_k - \overline{g} - \hat x_k\,\overline{g\,\hat x}"),
+    ("05_loss", "bt-loss", r"\frac1N\, \hat Z^B G^\top"),
+    ("09_methods", "nt-xent", r"(G + G^\top)\, U"),
+    ("09_methods", "vicreg", r"\frac{2\, \bar Z G}{N - 1}"),
+]
+
+
+@pytest.mark.parametrize(
+    "notebook, task, result", DERIVED_RESULTS, ids=[task for _, task, _ in DERIVED_RESULTS]
+)
+def test_a_derivation_exercise_comes_before_its_result(notebook, task, result):
+    """The learner derives first: no cell above `### Exercise <task>` gives the result away."""
+    cells = nbformat.read(NOTEBOOKS_DIR / f"{notebook}.ipynb", as_version=4).cells
+    sources = [cell.source for cell in cells]
+    exercise = next(i for i, s in enumerate(sources) if f"### Exercise {task}\n" in s + "\n")
+    shown = [i for i, s in enumerate(sources) if result in s]
+    assert shown, f"{notebook}: the worked-out result of {task} is gone: {result!r}"
+    assert min(shown) > exercise, (
+        f"{notebook}: cell {min(shown)} gives the result of {task} before its exercise "
+        f"(cell {exercise}): move it under a heading after the exercise"
+    )
+
+
 def test_no_notebook_prints_the_source_of_an_exercise_solution():
     """`inspect.getsource(ops.Mul)` before `Exercise mul` would hand the learner the answer."""
     shown = []
