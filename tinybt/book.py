@@ -25,24 +25,27 @@ import nbclient
 import nbformat
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-# How long each notebook takes in the full configuration, kernel start included, on the 2-core
-# CPU tinybt is developed on; "~" marks an estimate that this command has not measured yet.
+# How long each notebook takes in the full configuration, kernel start included, as this
+# command measured it on a 2-core CPU; "~" marks an estimate that it has not measured yet. 05,
+# 07 and 09 were measured while other trainings kept both cores busy, which made 07's training
+# run over ten times slower than on an idle machine, where that run takes under 4 minutes.
 TIMES = {
     "01": "5 s",
     "02": "5 s",
     "03": "10 s",
     "04": "10 s",
-    "05": "~1 min",
+    "05": "10 s",
     "06": "~3 min",
-    "07": "~3 min",
+    "07": "44 min on a busy CPU, ~5 min idle",
     "08": "~16 min",
-    "09": "~1 min",
+    "09": "5 s",
     "10": "13 s",
 }
 HELP = (
     "Time per notebook on a 2-core CPU (~: estimated, not yet measured): "
     + ", ".join(f"{number}: {time}" for number, time in TIMES.items())
-    + "; about 25 minutes for the whole set, nearly all of it the trainings of 06-08. "
+    + "; about 25 minutes for the whole set on an idle CPU, nearly all of it the trainings of "
+    "06-08, which slow down several times over when other work shares the cores. "
     "Notebook 10 draws from the grid results committed in results/experiments/: re-render it "
     "when they change."
 )
