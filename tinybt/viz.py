@@ -101,7 +101,9 @@ def save_cross_correlation_grid(steps, matrices, path, samples, columns=6, size=
     x = np.array(steps) + 1  # log axis: step 0 drawn at 1
     curves.semilogx(x, [s["diag_mean"] for s in summaries], label="mean $C_{ii}$")
     curves.semilogx(x, [s["off_diag_rms"] for s in summaries], label="RMS $C_{ij}$, i≠j")
-    curves.axhline(1 / np.sqrt(samples), color="grey", linestyle=":", label="$1/\\sqrt{N}$")
+    floor = 1 / np.sqrt(samples)
+    floor_label = f"$1/\\sqrt{{N}}$ = {floor:.3g}, N = {samples}"
+    curves.axhline(floor, color="grey", linestyle=":", label=floor_label)
     curves.set_xlabel("step + 1")
     curves.set_ylim(-0.05, 1.05)
     curves.legend(fontsize=8)
