@@ -37,14 +37,14 @@ TIMES = {
     "05": "10 s",
     "06": "~3 min",
     "07": "44 min on a busy CPU, ~5 min idle",
-    "08": "~16 min",
+    "08": "~22 min",
     "09": "5 s",
     "10": "13 s",
 }
 HELP = (
     "Time per notebook on a 2-core CPU (~: estimated, not yet measured): "
     + ", ".join(f"{number}: {time}" for number, time in TIMES.items())
-    + "; about 25 minutes for the whole set on an idle CPU, nearly all of it the trainings of "
+    + "; about 30 minutes for the whole set on an idle CPU, nearly all of it the trainings of "
     "06-08, which slow down several times over when other work shares the cores. "
     "Notebook 10 draws from the grid results committed in results/experiments/: re-render it "
     "when they change."
