@@ -7,7 +7,6 @@ differences. Those tests skip where mpi4py or its mpiexec is absent
 (`pip install -e ".[mpi]"` brings both).
 """
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -31,10 +30,18 @@ def find_mpiexec():
     return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
+def has_mpi4py():
+    """Whether mpi4py can be imported (the package only: importing mpi4py.MPI starts MPI)."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 MPIEXEC = find_mpiexec()
 needs_mpi = pytest.mark.skipif(
-    importlib.util.find_spec("mpi4py") is None or MPIEXEC is None,
-    reason='needs mpi4py and mpiexec: pip install -e ".[mpi]"',
+    not has_mpi4py() or MPIEXEC is None, reason='needs mpi4py and mpiexec: pip install -e ".[mpi]"'
 )
 
 
@@ -110,6 +117,24 @@ def test_launched_by_mpiexec_without_mpi4py_says_what_to_install():
         "started by mpiexec as one of 2 processes, but mpi4py is not installed: "
         'pip install -e ".[mpi]"'
     ], result.stderr
+
+
+@needs_mpi
+def test_another_mpis_launcher_is_refused_in_one_line():
+    """Open MPI's mpiexec starting a Python whose mpi4py uses MPICH: each process would train
+    alone, believing itself the only one. The launcher's variables give it away."""
+    code = (
+        "from tinybt import distributed\n"
+        "try:\n    distributed.size()\n"
+        "except distributed.DistributedError as error:\n    print(error)"
+    )
+    env = {**without_launcher(), "OMPI_COMM_WORLD_SIZE": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.startswith("the launcher started 2 processes but MPI sees 1: launch"), (
+        result.stdout + result.stderr
+    )
 
 
 # ----- two processes -----
