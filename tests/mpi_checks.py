@@ -24,7 +24,7 @@ import numpy as np
 
 from tinybt import backend, distributed, nn
 from tinybt.gradcheck import relative_error
-from tinybt.loss import barlow_twins_loss, cross_correlation
+from tinybt.methods.barlow_twins import barlow_twins_loss, cross_correlation
 from tinybt.methods.byol import byol_loss
 from tinybt.methods.simclr import nt_xent_loss
 from tinybt.methods.vicreg import vicreg_loss, vicreg_terms

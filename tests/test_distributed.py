@@ -78,7 +78,7 @@ def test_one_process_is_process_0_of_1_and_changes_nothing():
 
 
 def test_one_process_never_imports_mpi4py():
-    code = "import sys; from tinybt import distributed, loss; distributed.size(); "
+    code = "import sys; from tinybt import distributed, methods; distributed.size(); "
     code += "print('mpi4py' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], env=without_launcher(), capture_output=True, text=True
@@ -168,7 +168,7 @@ def test_outside_whole_batch_each_process_computes_alone():
     whole_batch() nothing is summed across processes, even with two of them."""
     code = (
         "from tinybt import distributed\n"
-        "from tinybt.loss import cross_correlation\n"
+        "from tinybt.methods.barlow_twins import cross_correlation\n"
         "import numpy as np\n"
         "if distributed.rank() == 0:\n"
         "    z = np.random.default_rng(0).standard_normal((8, 3))\n"
@@ -179,4 +179,3 @@ def test_outside_whole_batch_each_process_computes_alone():
         command, cwd=ROOT, env=without_launcher(), capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stdout.split() == ["(3,", "3)", "2"], result.stderr
-
