@@ -29,6 +29,8 @@ CUDA-aware, so there is no device-to-device path to take).
 """
 
 import os
+import sys
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -39,6 +41,11 @@ from tinybt.errors import TinyBTError
 # What each MPI's launcher tells the processes it starts: MPICH's and Intel MPI's hydra,
 # Open MPI, MVAPICH. One of them set to more than 1 means "you are one of several".
 LAUNCHER_SIZES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+LAUNCHER_RANKS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+
+# How long a failing process waits to learn whether every process failed with it (the same
+# error, reached by the same code on the same data) before it stops the others alone.
+STOP_WAIT_SECONDS = 3.0
 
 
 class DistributedError(TinyBTError):
@@ -46,6 +53,7 @@ class DistributedError(TinyBTError):
 
 
 _world = None  # mpi4py's COMM_WORLD, loaded on first use when the launcher started several
+_stopping = None  # a copy of it for `stop` alone, so its barrier meets no other collective
 _sharing = False  # True inside whole_batch(): the batch is split across the processes
 
 
@@ -57,9 +65,17 @@ def launched_size():
     return 1
 
 
+def launched_rank():
+    """This process's number as the launcher gave it (0 when no launcher started this one)."""
+    for name in LAUNCHER_RANKS:
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
 def _communicator():
     """COMM_WORLD, importing mpi4py the first time; None in one process."""
-    global _world
+    global _world, _stopping
     if _world is None and launched_size() > 1:
         try:
             from mpi4py import MPI
@@ -74,7 +90,7 @@ def _communicator():
                 f"{MPI.COMM_WORLD.Get_size()}: launch with the mpiexec of the MPI that mpi4py "
                 'uses (the one pip install -e ".[mpi]" puts beside python)'
             )
-        _world = MPI.COMM_WORLD
+        _world, _stopping = MPI.COMM_WORLD, MPI.COMM_WORLD.Dup()
     return _world
 
 
@@ -255,6 +271,78 @@ def broadcast(value):
     """
     world = _communicator()
     return value if world is None else world.bcast(value, root=0)
+
+
+def on_process_zero(function, *args):
+    """function(*args) run by process 0 alone, its result given to every process.
+
+    For what must be decided once (reading the options of the run to resume, claiming the
+    run's folder, loading its checkpoint): every process then holds the same answer, and a
+    TinyBTError raised on process 0 is raised on every process, so they stop together.
+    In one process it is function(*args).
+    """
+    if not is_active():
+        return function(*args)
+    outcome = None
+    if rank() == 0:
+        try:
+            outcome = ("result", function(*args))
+        except TinyBTError as error:
+            outcome = ("error", str(error))
+    kind, value = broadcast(outcome)
+    if kind == "error":
+        raise TinyBTError(value)
+    return value
+
+
+def any_process(flag):
+    """Whether `flag` is True on any process, the same answer on every one (an all-reduce).
+
+    For a decision every process must take at the same step: Ctrl-C reaches each process
+    at its own moment, and a process that stopped alone would leave the others waiting in
+    the next step's sums. In one process it is bool(flag).
+    """
+    if not is_active():
+        return bool(flag)
+    from mpi4py import MPI
+
+    return bool(_communicator().allreduce(bool(flag), op=MPI.LOR))
+
+
+def stop(message, status):
+    """Report a failure once for the whole run; return the status to exit with.
+
+    When every process fails together (the same bad option, the same diverged step: each
+    runs the same code on the same data), process 0 prints `message` and the others keep
+    quiet. When this process fails alone, the others are waiting for it in the next sum and
+    would wait for ever: it prints `message`, naming itself, and ends at once, without MPI's
+    farewell, which tells the launcher to stop the rest. Launched as several processes that
+    cannot reach each other (no mpi4py), each knows only its launcher's number, and the first
+    prints. In one process it prints `message`.
+    """
+    if _stopping is None:
+        if launched_rank() == 0:
+            print(message, file=sys.stderr)
+        return status
+    if _stopped_together():
+        if rank() == 0:
+            print(message, file=sys.stderr)
+        return status
+    print(f"process {rank()} of {size()}: {message}", file=sys.stderr)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(status)
+
+
+def _stopped_together(seconds=STOP_WAIT_SECONDS):
+    """Whether every process reaches this point within `seconds`: a barrier that gives up."""
+    request = _stopping.Ibarrier()
+    deadline = time.monotonic() + seconds
+    while not request.Test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _like(array, host):
