@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinybt import augment, backend
+from tinybt import augment, backend, distributed
 from tinybt.data import DATASETS, load_dataset
 from tinybt.errors import TinyBTError
 from tinybt.methods import METHODS
@@ -435,10 +435,16 @@ def train_step(model, optimizer, view_a, view_b, objective, step=0, total_steps=
     step, total_steps: where the run stands, for what follows the update (the target's EMA
     rate follows a schedule over the run). Returns the loss (float) and the terms the
     objective reports about it.
+
+    Across P processes, inside `distributed.whole_batch()`, the views are this process's
+    share of the batch, the loss is the whole batch's, and the backward gives each process
+    its rows' share of dL/dθ; the shares are summed once, as one buffer, so every process
+    takes the same optimiser step (and moves the same target) from the same gradient.
     """
     loss, terms = objective(model, Tensor(view_a), Tensor(view_b))
     optimizer.zero_grad()
     loss.backward()
+    distributed.sum_gradients(model.parameters())
     optimizer.step()
     if objective.after_step is not None:
         objective.after_step(model, step, total_steps)
