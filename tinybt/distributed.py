@@ -19,9 +19,16 @@ per row or per weight, so it needs nothing: each process computes the same updat
 same summed gradient.
 
 The batch's sums are taken only inside `whole_batch()`, which the training step enters on
-every process at once. Outside it every function here is local, so process 0 can evaluate,
-plot or standardise alone without waiting for processes that never come. In one process
-(no launcher, or `mpiexec -n 1`) every function is a no-op and mpi4py is never imported.
+every process at once. Outside it every sum over the batch is local, so process 0 can
+evaluate, plot or standardise alone without waiting for processes that never come. In one
+process (no launcher, or `mpiexec -n 1`) every function is a no-op and mpi4py is never
+imported.
+
+Around the step, a run of P processes needs three more things, which every process calls at
+the same point of the same code: what process 0 decides (the options, the folder, the
+checkpoint to resume) reaches all (`on_process_zero`, `broadcast`); a decision to stop at
+some step is taken by all at once (`any_process`); and a failure is reported once, or, when
+one process fails alone, by that process, which then stops the others (`stop`).
 
 This is the only module that imports mpi4py. Arrays cross MPI on the host: a CuPy array is
 copied to the host, reduced, and copied back (the MPICH of `pip install mpich` is not
