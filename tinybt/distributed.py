@@ -61,7 +61,10 @@ class DistributedError(TinyBTError):
 
 _world = None  # mpi4py's COMM_WORLD, loaded on first use when the launcher started several
 _stopping = None  # a copy of it for `stop` alone, so its barrier meets no other collective
-_sharing = False  # True inside whole_batch(): the batch is split across the processes
+# Inside whole_batch(), the batch is split across the processes and this says whose statistics
+# the ops take: GLOBAL (the whole batch's) or PER_PROCESS; None outside it.
+GLOBAL, PER_PROCESS = "global", "per-process"
+_sharing = None
 
 
 def launched_size():
@@ -169,12 +172,21 @@ def batch_share(batch_size):
 
 
 @contextmanager
-def whole_batch():
-    """Inside this block the batch is split across the processes and its statistics are the
-    whole batch's. Every process must enter it at the same step: the sums inside wait for
-    all of them. In one process it changes nothing."""
+def whole_batch(statistics=GLOBAL):
+    """Inside this block the batch is split across the processes. Every process must enter
+    it at the same step: the sums inside wait for all of them. In one process it changes
+    nothing.
+
+    statistics: GLOBAL, the batch's statistics are the whole batch's (the method);
+    PER_PROCESS, each process standardises and correlates its own share alone and only the
+    gradients are combined, as their mean, which is what a data-parallel run without
+    synchronised statistics trains (PyTorch's DistributedDataParallel without SyncBatchNorm
+    and without the all-reduce of C): another method, kept to show the difference.
+    """
     global _sharing
-    previous, _sharing = _sharing, True
+    if statistics not in (GLOBAL, PER_PROCESS):
+        raise ValueError(f"statistics must be {GLOBAL!r} or {PER_PROCESS!r}, got {statistics!r}")
+    previous, _sharing = _sharing, statistics
     try:
         yield
     finally:
@@ -182,8 +194,8 @@ def whole_batch():
 
 
 def sharing():
-    """True inside `whole_batch()` with several processes: the batch is split among them."""
-    return _sharing and is_active()
+    """True inside `whole_batch()` with several processes sharing the batch's statistics."""
+    return _sharing == GLOBAL and is_active()
 
 
 def batch_count(count):
@@ -204,6 +216,11 @@ def sum_over_processes(array):
     """
     if not sharing():
         return array
+    return _all_reduce(array)
+
+
+def _all_reduce(array):
+    """The sum of `array` over the processes, on every one (MPI's all-reduce, on the host)."""
     from mpi4py import MPI
 
     total = np.array(backend.to_host(array))  # a copy of our own, summed into in place
@@ -255,15 +272,18 @@ def sum_gradients(parameters):
     message of the network's size instead of one per tensor, each of which would pay MPI's
     latency. Parameters without a gradient are skipped (the same ones on every process,
     which all run the same network). Outside `whole_batch()`, or in one process, nothing
-    changes.
+    changes. With per-process statistics each process's gradient is that of its own loss,
+    and they are averaged instead (see `whole_batch`).
     """
-    if not sharing():
+    if _sharing is None or not is_active():
         return
     parameters = [p for p in parameters if p.grad is not None]
     if not parameters:
         return
     xp = backend.get_array_module(parameters[0].grad)
-    flat = sum_over_processes(xp.concatenate([p.grad.reshape(-1) for p in parameters]))
+    flat = _all_reduce(xp.concatenate([p.grad.reshape(-1) for p in parameters]))
+    if _sharing == PER_PROCESS:
+        flat /= size()
     start = 0
     for p in parameters:
         p.grad = flat[start : start + p.grad.size].reshape(p.grad.shape)

@@ -64,6 +64,11 @@ class CommonConfig:
     seed: int = option(0, "seeds the network, the data order and every augmentation")
     epochs: int = option(20, "passes over the training images")
     batch_size: int = option(128, "images per step (the loss standardises over the batch)")
+    statistics: str = option(
+        distributed.GLOBAL,
+        f"under mpiexec, whose batch statistics and C: {distributed.GLOBAL} (the whole batch's: "
+        f"the method) | {distributed.PER_PROCESS} (each process's share alone, to compare)",
+    )
     optimizer: str = option("adam", f"the optimiser: {' | '.join(OPTIMIZERS)}")
     lr: float = option(1e-3, "peak learning rate per step, reached after the warm-up")
     weight_decay: float = option(1e-6, "L2 penalty on the weights (decoupled for adamw)")
@@ -176,6 +181,7 @@ def validate(config):
         "optimizer": tuple(OPTIMIZERS),
         "augment": tuple(AUGMENTATIONS),
         "method": METHODS,
+        "statistics": (distributed.GLOBAL, distributed.PER_PROCESS),
     }
     if config.backend not in backend.BACKENDS and config.backend == backend_in_use():
         raise TinyBTError(backend.environment_complaint(config.backend))

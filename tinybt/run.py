@@ -285,7 +285,7 @@ class Run:
             view_a, view_b = self.augment(images, self.rng, rows=self.share)
             # Overflow is checked here, step by step, so NumPy's warnings would only repeat it
             with (
-                distributed.whole_batch(),
+                distributed.whole_batch(config.statistics),
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"),
             ):
                 loss, terms = train_step(
