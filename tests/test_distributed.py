@@ -59,11 +59,12 @@ def mpiexec(processes, *args, timeout=120):
 
 
 # ----- one process: every function a no-op -----
-def test_one_process_is_process_0_of_1_and_changes_nothing():
+@pytest.mark.parametrize("statistics", [distributed.GLOBAL, distributed.PER_PROCESS])
+def test_one_process_is_process_0_of_1_and_changes_nothing(statistics):
     array = np.arange(6.0).reshape(3, 2)
     assert (distributed.size(), distributed.rank(), distributed.is_active()) == (1, 0, False)
     assert distributed.batch_share(10) == slice(0, 10)
-    with distributed.whole_batch():
+    with distributed.whole_batch(statistics):
         assert not distributed.sharing()
         assert distributed.sum_over_processes(array) is array
         assert distributed.gather_batch(array) is array
@@ -75,6 +76,8 @@ def test_one_process_is_process_0_of_1_and_changes_nothing():
         distributed.sum_gradients([parameter])
         assert parameter.grad is grad
     assert distributed.broadcast({"seed": 1}) == {"seed": 1}
+    assert distributed.on_process_zero(sorted, [2, 1]) == [1, 2]
+    assert distributed.any_process(True) and not distributed.any_process(False)
 
 
 def test_one_process_never_imports_mpi4py():

@@ -123,6 +123,20 @@ def test_two_processes_train_the_one_process_run(tmp_path, data_dir, name, chang
         )
 
 
+@needs_mpi
+@pytest.mark.slow
+def test_per_process_statistics_train_another_run(tmp_path, data_dir):
+    """--statistics per-process: each process standardises and correlates its own share, and
+    the run leaves the one-process run's from its first epoch."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    train(Config.preset("tiny", **run_options(data_dir, one)), progress=False, log=None)
+    options = run_options(data_dir, two, statistics="per-process")
+    status, _, err = finish(launch(2, *training(options)))
+    assert status == 0, err
+    first_one, first_two = losses(one)[0], losses(two)[0]
+    assert abs(first_two - first_one) > 1000 * LOSS_RTOL * abs(first_one), (first_one, first_two)
+
+
 def wait_for_checkpoint(out, timeout=240):
     """Wait until the run in `out` has saved its first checkpoint (after its first epoch), and
     a second more, into its second epoch."""
