@@ -38,11 +38,12 @@ TIMES = {
     "08": "~16 min",
     "09": "~1 min",
     "10": "~30 s",
+    "11": "~10 min",
 }
 HELP = (
     "Time per notebook on a 2-core CPU (~: estimated, not yet measured): "
     + ", ".join(f"{number}: {time}" for number, time in TIMES.items())
-    + "; about 25 minutes for the whole set, nearly all of it the trainings of 06-08. "
+    + "; about 35 minutes for the whole set, nearly all of it the trainings of 06-08 and 11. "
     "Notebook 10 draws from the grid results committed in results/experiments/: re-render it "
     "when they change."
 )
