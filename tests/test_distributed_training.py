@@ -4,7 +4,7 @@ exactly after its launcher is killed and after Ctrl-C; its failures are one line
 
 The tolerance. Two processes add the same numbers in another order (each sums its half of the
 batch, then the halves are added), so every float32 step differs from the one-process step by
-rounding, about 1e-7 of each value, and sixteen Adam steps at lr 1e-2 carry that along:
+rounding, about 1e-7 of each value, and eight Adam steps at lr 1e-2 carry that along:
 measured, the losses agree to 3e-7 of their size and the weights to 4e-6; the checks allow
 LOSS_RTOL and WEIGHT_ATOL. Runs of two processes compared with each other agree bit for bit.
 """
