@@ -14,6 +14,7 @@ holds for PyTorch too, which it also speeds up at large batches.
 
     python benchmarks/train_step_speed.py [--batch-sizes 128 256] [--repeats 5] [--profile]
     python benchmarks/train_step_speed.py --backend cupy --batch-sizes 256 1024 --op-times
+    python benchmarks/train_step_speed.py --processes [--rounds 3]
 
 Prints the median milliseconds per step of each, and the ratio tinybt / torch. With
 `--backend cupy` the reference is PyTorch on the GPU (float32, `cudnn.benchmark` on), and both
@@ -26,19 +27,33 @@ shapes) alternates with the others, so that the GEMMs' share of the step is meas
 same load; then cProfile's listing of one step at the last batch size. On a machine others
 share, set OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 to compare one core against one core:
 two-thread GEMMs stall whenever another process takes a core, one thread does not.
+
+`--processes` compares the two ways of using two cores (it needs the `mpi` extra): the step of
+one process with two BLAS threads on the whole batch, the step of two processes with one
+thread each on half the batch (`mpiexec -n 2`, the statistics, C and the gradients summed
+across them as in training: tinybt/distributed.py), and PyTorch's step at two threads. Each
+round starts each configuration afresh, in turn, so that the machine's load hits all alike.
+It reports the ratios the two-process step is judged by, and the share of that step spent in
+the sums across processes (the messages, and waiting for the other process to reach them).
 """
 
 import argparse
 import cProfile
+import json
+import os
 import pstats
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
-from tinybt import backend, tensor
+from tinybt import backend, distributed, tensor
 from tinybt.methods import barlow_twins
 from tinybt.model import TwoViewNetwork
 from tinybt.ops import conv
@@ -50,19 +65,42 @@ WIDTHS, STRIDES, PROJECTOR = (32, 64, 128, 256), (1, 2, 2, 2), (512, 512, 512)
 
 def tinybt_step(batch_size):
     """A function that runs one tinybt training step (tinybt.recipe.train_step, as training
-    runs it) on fixed random views."""
+    runs it) on fixed random views. Under mpiexec, each process's step takes its share of
+    the batch, and sums across the processes what training sums."""
     rng = np.random.default_rng(0)
     model = TwoViewNetwork(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)
     optimizer = Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
     objective = Objective(partial(barlow_twins.objective, lambd=barlow_twins.LAMBDA))
-    shape = (batch_size, 3, 32, 32)
+    shape = (batch_size // distributed.size(), 3, 32, 32)
     views = [backend.to_device(rng.standard_normal(shape, np.float32)) for _ in range(2)]
 
     def step():
-        train_step(model, optimizer, *views, objective)
+        with distributed.whole_batch():
+            train_step(model, optimizer, *views, objective)
         backend.synchronize()
 
     return step
+
+
+def time_communication():
+    """Make tinybt.distributed's all-reduce and all-gather add the seconds they take to the
+    returned dict's "seconds": everything sent across processes passes through one of the
+    two."""
+    spent = {"seconds": 0.0}
+
+    def timed(function):
+        def run(array):
+            start = time.perf_counter()
+            try:
+                return function(array)
+            finally:
+                spent["seconds"] += time.perf_counter() - start
+
+        return run
+
+    for name in ("_all_reduce", "gather_batch"):
+        setattr(distributed, name, timed(getattr(distributed, name)))
+    return spent
 
 
 def torch_step(batch_size, on_gpu):
@@ -196,6 +234,67 @@ def op_times(batch_size, steps=3):
         )
 
 
+def step_times(args):
+    """{batch size: {"tinybt": seconds of each step, "communication": of those, the seconds
+    spent in the sums across processes, "torch": seconds of each of PyTorch's steps (none
+    under mpiexec)}} for one block of --repeats steps at each batch size. Under mpiexec the
+    processes run in step (every sum waits for all), and process 0's times stand for all."""
+    spent = time_communication()
+    results = {}
+    for batch_size in args.batch_sizes:
+        ours = tinybt_step(batch_size)
+        ours()  # warm-up, before the communication is counted
+        spent["seconds"] = 0.0
+        times = time_block(ours, args.repeats)
+        # time_block's own warm-up step is in spent too: one more step than `times`
+        communication = [spent["seconds"] / (args.repeats + 1)] * args.repeats
+        reference = None if distributed.is_active() else torch_step(batch_size, on_gpu=False)
+        results[batch_size] = {
+            "tinybt": times,
+            "communication": communication,
+            "torch": [] if reference is None else time_block(reference, args.repeats),
+        }
+    return results
+
+
+def processes_against_threads(args):
+    """--processes: rounds of (one process x two threads, two processes x one thread), each a
+    fresh run of this script with --step-times; prints the medians and the ratios."""
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which(
+        "mpiexec"
+    )
+    if mpiexec is None:
+        sys.exit('error: --processes needs mpiexec: pip install -e ".[mpi]"')
+    worker = [sys.executable, __file__, "--step-times", "--repeats", str(args.repeats)]
+    worker += ["--batch-sizes", *map(str, args.batch_sizes)]
+    configurations = {"1 process x 2 threads": (worker, 2), "2 processes x 1 thread": (
+        [mpiexec, "-n", "2", *worker], 1)}  # fmt: skip
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    # configuration -> batch size -> what step_times measures -> seconds, over the rounds
+    gathered = {label: defaultdict(lambda: defaultdict(list)) for label in configurations}
+    for _ in range(args.rounds):
+        for label, (command, threads) in configurations.items():
+            env = {**os.environ, **dict.fromkeys(names, str(threads))}
+            output = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            for batch_size, result in json.loads(output.stdout.splitlines()[-1]).items():
+                for name, seconds in result.items():
+                    gathered[label][batch_size][name] += seconds
+    threads, processes = gathered.values()
+    for batch_size in map(str, args.batch_sizes):
+        one = 1000 * statistics.median(threads[batch_size]["tinybt"])
+        two = 1000 * statistics.median(processes[batch_size]["tinybt"])
+        talk = 1000 * statistics.median(processes[batch_size]["communication"])
+        line = (
+            f"batch {batch_size}: 1 process x 2 threads {one:.0f} ms/step, 2 processes x 1 "
+            f"thread {two:.0f} ms/step (ratio {two / one:.2f}; sums across processes "
+            f"{talk:.1f} ms, {100 * talk / two:.0f}% of the step)"
+        )
+        if threads[batch_size]["torch"]:
+            torch_ms = 1000 * statistics.median(threads[batch_size]["torch"])
+            line += f", torch at 2 threads {torch_ms:.0f} ms/step (ratio {two / torch_ms:.2f})"
+        print(line, flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 256])
@@ -204,7 +303,21 @@ def main():
     parser.add_argument("--profile", action="store_true", help="where tinybt's time goes")
     parser.add_argument("--op-times", action="store_true", help="time per op, device-synced")
     parser.add_argument("--backend", choices=backend.BACKENDS, default="numpy")
+    parser.add_argument(
+        "--processes", action="store_true", help="2 processes x 1 thread vs 1 x 2 threads"
+    )
+    parser.add_argument(
+        "--step-times", action="store_true", help="(for --processes) one round's times, as JSON"
+    )
     args = parser.parse_args()
+    if args.processes:
+        return processes_against_threads(args)
+    if args.step_times:
+        backend.reuse_freed_memory()
+        times = step_times(args)
+        if distributed.rank() == 0:
+            print(json.dumps(times))
+        return None
     backend.set_backend(args.backend)
     on_gpu = args.backend == "cupy"
     print(f"tinybt on {args.backend}, torch on {'cuda' if on_gpu else 'cpu'}")

@@ -452,3 +452,34 @@ def test_shuffle_pixels_moves_every_images_pixels_alike():
     # a generator of the same seed shuffles another split alike
     again = augment.shuffle_pixels(images[:2], np.random.default_rng(22))
     np.testing.assert_array_equal(again, shuffled[:2])
+
+
+@pytest.mark.parametrize("preset", ["paper", "cifar"])
+def test_a_slice_of_the_batch_gets_exactly_the_whole_batchs_views_of_it(preset):
+    """Processes that share a batch each make views of their own rows, drawing the whole
+    batch's parameters: every slice's views are the whole batch's views of its rows, bit for
+    bit, and the generator ends where the whole batch leaves it."""
+    images = random_uint8((12, 32, 32, 3), seed=25)
+    pipeline = getattr(augment, preset)(np.array([0.5, 0.4, 0.3]), np.array([0.2, 0.3, 0.25]))
+    whole_rng = np.random.default_rng(26)
+    whole = pipeline(images, whole_rng)
+    for rows in (slice(0, 6), slice(6, 12), slice(3, 7)):
+        rng = np.random.default_rng(26)
+        for view, expected in zip(pipeline(images, rng, rows), whole, strict=True):
+            assert_close(view, expected[rows], rtol=0, atol=0, what=f"rows {rows}")
+        assert rng.bit_generator.state == whole_rng.bit_generator.state
+
+
+def test_a_view_is_its_random_transforms_one_after_the_other(xp):
+    """ViewAugment draws all its parameters first and then applies them, yet makes exactly
+    the view of applying the random transforms in turn to the same generator."""
+    images = augment.to_float(random_uint8((10, 16, 16, 3), seed=27))
+    view = augment.ViewAugment(size=12, blur_p=0.5, solarize_p=0.5)
+    rng = np.random.default_rng(28)
+    expected = augment.random_resized_crop(images, rng, 12, view.crop_scale, view.crop_ratio)
+    expected = augment.horizontal_flip(expected, rng, view.flip_p)
+    expected = augment.color_jitter(expected, rng, 0.4, 0.4, 0.2, 0.1, view.jitter_p)
+    expected = augment.random_grayscale(expected, rng, view.grayscale_p)
+    expected = augment.gaussian_blur(expected, rng, 0.5, view.blur_sigma, view.blur_kernel_size)
+    expected = augment.random_solarize(expected, rng, 0.5)
+    assert_close(view(images, np.random.default_rng(28)), expected, rtol=0, atol=0)

@@ -145,8 +145,8 @@ PLANTED = {
         "the similarity matrix taken as symmetric in its gradient": [
             (
                 "tinybt/methods/simclr.py",
-                "du = (g + g.T) @ self.u / self.temperature",
-                "du = 2 * g @ self.u / self.temperature",
+                "du = (g + g_columns) @ self.views / self.temperature",
+                "du = 2 * g @ self.views / self.temperature",
             ),
         ],
     },

@@ -11,7 +11,7 @@ The notebooks plot and index NumPy arrays directly, so their kernel always runs 
 backend, whatever TINYBT_BACKEND the rest of the suite uses, and with one BLAS thread (see below).
 """
 
-import importlib
+import importlib.util
 import inspect
 import re
 from pathlib import Path
@@ -144,9 +144,15 @@ def test_notebook_is_committed_with_the_outputs_of_its_full_run(path):
     )
 
 
+# Notebooks that train with `mpiexec` (the mpi extra), skipped where it is not installed.
+NEEDS_MPI = {"11_distributed"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs_in_the_fast_configuration(path, monkeypatch):
+    if path.stem in NEEDS_MPI and importlib.util.find_spec("mpi4py") is None:
+        pytest.skip('trains with mpiexec: pip install -e ".[mpi]"')
     monkeypatch.setenv("TINYBT_FAST", "1")  # the kernel inherits this process's environment
     monkeypatch.setenv("TINYBT_BACKEND", "numpy")
     # The fast configuration's arrays are small, and a multi-threaded BLAS gains nothing on them;

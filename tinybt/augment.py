@@ -14,6 +14,10 @@ Conventions, for every function here:
   random_grayscale, gaussian_blur, random_solarize) takes `(images, rng, ...)`, draws its
   parameters and hands them to a deterministic function (resized_crop, adjust_*, grayscale,
   blur, solarize), so tests can check the drawing and the drawing's effect apart.
+- the pipeline (ViewAugment) draws every parameter of the batch first and then applies
+  them, so it can apply a batch's augmentation to some of its rows only: what each of
+  several processes sharing a batch does (tinybt/distributed.py), every one drawing the
+  whole batch's parameters from the same generator and so seeing the same views.
 
 The transforms follow torchvision's definitions (which follow PIL's), so a reader can compare
 them with the official Barlow Twins code, which builds its views with torchvision and PIL.
@@ -195,7 +199,12 @@ def random_resized_crop(images, rng, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 
 
 def horizontal_flip(images, rng, p=0.5):
     """Each image mirrored left-right with probability p."""
-    return _where_chosen(images, rng.random(len(images)) < p, lambda x: x[:, :, ::-1])
+    return _where_chosen(images, rng.random(len(images)) < p, mirror)
+
+
+def mirror(images):
+    """Each image mirrored left-right: (N, H, W, 3) -> (N, H, W, 3), a view."""
+    return images[:, :, ::-1]
 
 
 # Colour: brightness, contrast, saturation, hue (torchvision's ColorJitter), and grayscale.
@@ -459,6 +468,33 @@ def shuffle_pixels(images, rng):
 
 
 @dataclass
+class ViewParameters:
+    """Everything a ViewAugment draws for a batch of N images, host arrays, one row per image
+    (the jitter's factors (4, N) one column per image): see crop_boxes, jitter_parameters."""
+
+    crop: tuple  # (top, left, box_height, box_width), each (N,)
+    flip: np.ndarray  # bool (N,)
+    jitter: tuple  # (chosen (N,), factors (4, N), order (N, 4))
+    grayscale: np.ndarray  # bool (N,)
+    blur: np.ndarray  # bool (N,)
+    blur_sigma: np.ndarray  # (N,)
+    solarize: np.ndarray  # bool (N,)
+
+    def rows(self, rows):
+        """The parameters of the images `rows` (a slice) of the batch."""
+        chosen, factors, order = self.jitter
+        return ViewParameters(
+            crop=tuple(values[rows] for values in self.crop),
+            flip=self.flip[rows],
+            jitter=(chosen[rows], factors[:, rows], order[rows]),
+            grayscale=self.grayscale[rows],
+            blur=self.blur[rows],
+            blur_sigma=self.blur_sigma[rows],
+            solarize=self.solarize[rows],
+        )
+
+
+@dataclass
 class ViewAugment:
     """The recipe for one view, in the order it is applied; the defaults are the paper's view 1.
 
@@ -480,16 +516,43 @@ class ViewAugment:
     blur_kernel_size: int = 13
     solarize_p: float = 0.0
 
-    def __call__(self, images, rng):
-        """float32 (N, H, W, 3) in [0, 1] -> one view float32 (N, size, size, 3) in [0, 1]."""
-        images = random_resized_crop(images, rng, self.size, self.crop_scale, self.crop_ratio)
-        images = horizontal_flip(images, rng, self.flip_p)
-        images = color_jitter(
-            images, rng, self.brightness, self.contrast, self.saturation, self.hue, self.jitter_p
+    def __call__(self, images, rng, rows=slice(None)):
+        """float32 (N, H, W, 3) in [0, 1] -> one view float32 (n, size, size, 3) in [0, 1].
+
+        rows: the images to make views of, a slice of the batch (all of it by default; n its
+        length). The parameters are drawn for the whole batch all the same, so the views
+        are the whole batch's views of those rows, and `rng` ends in the same state.
+        """
+        count, height, width, _ = images.shape
+        return self.apply(images[rows], self.draw(rng, count, height, width).rows(rows))
+
+    def draw(self, rng, count, height, width):
+        """ViewParameters for `count` images of (height, width), drawn from `rng` as the
+        random transforms draw them, one transform after the other."""
+        return ViewParameters(
+            crop=crop_boxes(rng, count, height, width, self.crop_scale, self.crop_ratio),
+            flip=rng.random(count) < self.flip_p,
+            jitter=jitter_parameters(
+                rng, count, self.brightness, self.contrast, self.saturation, self.hue, self.jitter_p
+            ),
+            grayscale=rng.random(count) < self.grayscale_p,
+            blur=rng.random(count) < self.blur_p,
+            blur_sigma=rng.uniform(*self.blur_sigma, size=count),
+            solarize=rng.random(count) < self.solarize_p,
         )
-        images = random_grayscale(images, rng, self.grayscale_p)
-        images = gaussian_blur(images, rng, self.blur_p, self.blur_sigma, self.blur_kernel_size)
-        return random_solarize(images, rng, self.solarize_p)
+
+    def apply(self, images, parameters):
+        """The view of `images` (N, H, W, 3) that `parameters` (ViewParameters of N images)
+        describe, transform after transform: (N, size, size, 3)."""
+        images = resized_crop(images, *parameters.crop, self.size)
+        images = _where_chosen(images, parameters.flip, mirror)
+        images = apply_jitter(images, *parameters.jitter)
+        images = _where_chosen(images, parameters.grayscale, grayscale)
+        images = _where_chosen(
+            images, parameters.blur, lambda x, s: blur(x, s, self.blur_kernel_size),
+            parameters.blur_sigma,
+        )  # fmt: skip
+        return _where_chosen(images, parameters.solarize, solarize)
 
 
 @dataclass
@@ -506,15 +569,19 @@ class TwoViewAugment:
     mean: tuple
     std: tuple
 
-    def __call__(self, images, rng):
-        """uint8 (N, H, W, 3), host or device -> (view_a, view_b), each float32 (N, 3, S, S),
+    def __call__(self, images, rng, rows=slice(None)):
+        """uint8 (N, H, W, 3), host or device -> (view_a, view_b), each float32 (n, 3, S, S),
         normalised, on the backend. `rng` is a NumPy Generator; the same seed gives the same
-        views."""
-        images = to_float(images)
-        return tuple(
-            to_channels_first(normalize(view(images, rng), self.mean, self.std))
-            for view in (self.view_a, self.view_b)
+        views. rows: the images to make views of, a slice of the batch (all by default; n its
+        length): the views are the whole batch's views of those rows (see ViewAugment)."""
+        count, height, width, _ = images.shape
+        drawn = [view.draw(rng, count, height, width) for view in (self.view_a, self.view_b)]
+        images = to_float(images[rows])
+        views = (
+            view.apply(images, parameters.rows(rows))
+            for view, parameters in zip((self.view_a, self.view_b), drawn, strict=True)
         )
+        return tuple(to_channels_first(normalize(view, self.mean, self.std)) for view in views)
 
     def replace(self, **changes):
         """A copy with the ViewAugment fields in `changes` set in both views, for ablations:

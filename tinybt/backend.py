@@ -89,6 +89,14 @@ def _load(name):
     return cupy
 
 
+def use_gpu(choose):
+    """On the cupy backend, make the GPU `choose(count)` picks, of the `count` this machine
+    shows, the one every array lives on from now on (several processes of one machine, one
+    GPU each: tinybt.distributed.gpu_index); on the host, nothing."""
+    if xp().__name__ == "cupy":
+        _module.cuda.Device(choose(_module.cuda.runtime.getDeviceCount())).use()
+
+
 def get_array_module(array):
     """The module (numpy, cupy or strict's) that owns `array`; lets an op follow its inputs."""
     if isinstance(array, strict.DeviceArray):

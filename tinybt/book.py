@@ -40,12 +40,13 @@ TIMES = {
     "08": "~22 min",
     "09": "5 s",
     "10": "13 s",
+    "11": "10 min on a busy CPU",
 }
 HELP = (
     "Time per notebook on a 2-core CPU (~: estimated, not yet measured): "
     + ", ".join(f"{number}: {time}" for number, time in TIMES.items())
-    + "; about 30 minutes for the whole set on an idle CPU, nearly all of it the trainings of "
-    "06-08, which slow down several times over when other work shares the cores. "
+    + "; about 40 minutes for the whole set on an idle CPU, nearly all of it the trainings of "
+    "06-08 and 11, which slow down several times over when other work shares the cores. "
     "Notebook 10 draws from the grid results committed in results/experiments/: re-render it "
     "when they change."
 )

@@ -517,9 +517,11 @@ RESUMABLE_DIFFERENCES = ("out", "backend")
 
 def _check_checkpoint_config(config):
     """Refuse to resume a run folder whose checkpoint was made with another configuration (an
-    edited grid, another --cifar or --shapes-dir): its result would not be this run's."""
+    edited grid, another --cifar or --shapes-dir): its result would not be this run's. A
+    field the checkpoint lacks (one added to Config since) has its default there, as
+    resuming gives it."""
     checkpoint = Path(config.out) / "checkpoint.npz"
-    saved = load_checkpoint(checkpoint)[2].get("config", {})
+    saved = {**asdict(Config()), **load_checkpoint(checkpoint)[2].get("config", {})}
     wanted = asdict(config)
     differences = [
         f"{key} {saved.get(key)!r} there, {wanted[key]!r} here"

@@ -250,7 +250,7 @@ class _BatchNorm(Module):
         """r = (1 - momentum) r + momentum b, as PyTorch's batch norm: b is the batch mean, or
         for the variance the unbiased m σ² / (m - 1), from the op that just standardised
         (BatchNorm or BatchStandardize)."""
-        m = standardize.count
+        m = standardize.batch_count
         for running, batch in (
             (self.running_mean.data, standardize.mean),
             (self.running_var.data, standardize.var * m / (m - 1)),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinybt import augment, backend
+from tinybt import augment, backend, distributed
 from tinybt.data import DATASETS, load_dataset
 from tinybt.errors import TinyBTError
 from tinybt.methods import METHODS
@@ -64,6 +64,11 @@ class CommonConfig:
     seed: int = option(0, "seeds the network, the data order and every augmentation")
     epochs: int = option(20, "passes over the training images")
     batch_size: int = option(128, "images per step (the loss standardises over the batch)")
+    statistics: str = option(
+        distributed.GLOBAL,
+        f"under mpiexec, whose batch statistics and C: {distributed.GLOBAL} (the whole batch's: "
+        f"the method) | {distributed.PER_PROCESS} (each process's share alone, to compare)",
+    )
     optimizer: str = option("adam", f"the optimiser: {' | '.join(OPTIMIZERS)}")
     lr: float = option(1e-3, "peak learning rate per step, reached after the warm-up")
     weight_decay: float = option(1e-6, "L2 penalty on the weights (decoupled for adamw)")
@@ -176,6 +181,7 @@ def validate(config):
         "optimizer": tuple(OPTIMIZERS),
         "augment": tuple(AUGMENTATIONS),
         "method": METHODS,
+        "statistics": (distributed.GLOBAL, distributed.PER_PROCESS),
     }
     if config.backend not in backend.BACKENDS and config.backend == backend_in_use():
         raise TinyBTError(backend.environment_complaint(config.backend))
@@ -435,10 +441,16 @@ def train_step(model, optimizer, view_a, view_b, objective, step=0, total_steps=
     step, total_steps: where the run stands, for what follows the update (the target's EMA
     rate follows a schedule over the run). Returns the loss (float) and the terms the
     objective reports about it.
+
+    Across P processes, inside `distributed.whole_batch()`, the views are this process's
+    share of the batch, the loss is the whole batch's, and the backward gives each process
+    its rows' share of dL/dθ; the shares are summed once, as one buffer, so every process
+    takes the same optimiser step (and moves the same target) from the same gradient.
     """
     loss, terms = objective(model, Tensor(view_a), Tensor(view_b))
     optimizer.zero_grad()
     loss.backward()
+    distributed.sum_gradients(model.parameters())
     optimizer.step()
     if objective.after_step is not None:
         objective.after_step(model, step, total_steps)

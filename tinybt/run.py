@@ -11,6 +11,13 @@ that no other run overwrites. The programs `python -m tinybt.train` and
 
 The files a run writes to its folder (config.out), and the lock that keeps other runs out of
 it, are tinybt/runfolder.py's.
+
+Under `mpiexec -n P` (tinybt/distributed.py) P processes run the same Run: each makes the
+views of its share of every batch, from the whole batch's random draws, and the step sums
+what it must across them, so every process holds the same weights, generator and sums at
+every step. One process writes: process 0 claims the folder, reads the checkpoint to resume
+(the others receive it), and alone logs, saves, snapshots, draws and evaluates. The others
+only compute. Decisions that end an epoch early (Ctrl-C) are taken by all at the same step.
 """
 
 import json
@@ -23,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from tinybt import backend, viz
+from tinybt import backend, distributed, viz
 from tinybt.checkpoint import (
     NonFiniteError,
     atomic_savez,
@@ -89,17 +96,25 @@ class Run:
         self, config, resume=False, overwrite=False, train_set=None, progress=True, log=print
     ):
         validate(config)
-        self.config, self.progress = config, progress
-        self.log = log or (lambda *_: None)
+        self.config = config
+        self.writer = distributed.rank() == 0  # the one process that logs and writes files
+        self.progress = progress and self.writer
+        self.log = (log if self.writer else None) or (lambda *_: None)
         backend.set_backend(config.backend)
+        backend.use_gpu(distributed.gpu_index)  # one GPU per process of this machine
         backend.reuse_freed_memory()  # a fifth faster on the CPU: see its docstring
         created = not Path(config.out).exists()
-        self.out = prepare_folder(config.out, resume, overwrite)
+        self.out = distributed.on_process_zero(prepare_folder, config.out, resume, overwrite)
         try:
             self._build(train_set, resume)
         except BaseException:  # bad data, a corrupt checkpoint, Ctrl-C: the folder is free
-            free_folder(self.out, created)
+            self._free_folder(created)
             raise
+
+    def _free_folder(self, created=False):
+        """free_folder, by the process that claimed the folder."""
+        if self.writer:
+            free_folder(self.out, created)
 
     def _build(self, train_set, resume):
         """Load the data, build everything, and restore it when resuming."""
@@ -120,9 +135,10 @@ class Run:
                 f"--batch-size {config.batch_size} is larger than the "
                 f"{len(self.train_set)} training images: lower it"
             )
+        self.share = distributed.batch_share(config.batch_size)  # this process's rows
         self.total_steps = config.epochs * self.steps_per_epoch
         self.snapshot_at = snapshot_steps(self.total_steps)
-        self.snapshot_views = self._snapshot_views()
+        self.snapshot_views = self._snapshot_views() if self.writer else None
 
         # where the run stands; replaced from the checkpoint when resuming
         self.epoch, self.batch, self.order = 0, 0, None
@@ -144,15 +160,18 @@ class Run:
 
     # ----- resume -----
     def _resume(self):
-        model_state, optim_state, meta = load_run_checkpoint(self.checkpoint_path)
+        model_state, optim_state, meta = distributed.on_process_zero(
+            load_run_checkpoint, self.checkpoint_path
+        )
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optim_state)
         self.epoch, self.batch = meta["epoch"], meta["batch"]
         self.order = None if meta["order"] is None else np.asarray(meta["order"])
         self.rng = restore_generator(meta["rng"])
         self.sums = meta["sums"]
-        self.snapshots = self._saved_snapshots(self.epoch * self.steps_per_epoch + self.batch)
-        self._keep_metrics_before(self.epoch)
+        if self.writer:
+            self.snapshots = self._saved_snapshots(self.epoch * self.steps_per_epoch + self.batch)
+            self._keep_metrics_before(self.epoch)
         self.log(
             f"resumed from {self.checkpoint_path} at epoch {self.epoch + 1}, batch {self.batch}"
         )
@@ -185,8 +204,11 @@ class Run:
             path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
     def save(self):
-        """Checkpoint where the run stands. A state holding NaN or inf is not saved: training
-        diverged, and the last good checkpoint stays."""
+        """Checkpoint where the run stands (process 0: the others hold the same state). A
+        state holding NaN or inf is not saved: training diverged, and the last good
+        checkpoint stays."""
+        if not self.writer:
+            return
         meta = {
             "config": asdict(self.config),
             "epoch": self.epoch,
@@ -206,11 +228,12 @@ class Run:
         """Train until the last epoch; returns the list of per-epoch metrics."""
         config = self.config
         if self.epoch == 0 and self.batch == 0:
+            processes = f", {distributed.size()} processes" if distributed.is_active() else ""
             self.log(
                 f"training {config.method}{' with an EMA target' if has_target(config) else ''}: "
                 f"{count_parameters(self.model):,} parameters on "
                 f"{len(self.train_set):,} {config.dataset} images, {config.epochs} epochs of "
-                f"{self.steps_per_epoch} steps, backend {backend.backend_name()}"
+                f"{self.steps_per_epoch} steps, backend {backend.backend_name()}{processes}"
             )
         bar = tqdm(
             total=self.total_steps,
@@ -234,14 +257,14 @@ class Run:
                     self._finish_epoch()
             self._take_snapshot(self.total_steps)
             self._save_snapshots(figure=True)
-            if interrupted.flag:  # Ctrl-C as the last epoch ended: the run is whole and saved
+            if distributed.any_process(interrupted.flag):  # Ctrl-C as the last epoch ended
                 self.log(
                     f"interrupted after the last epoch: the run is saved in {self.out}"
                     + ("; --resume evaluates it" if self.config.evaluate else "")
                 )
                 raise KeyboardInterrupt
         finally:  # stopped, by the end, Ctrl-C or an error: the folder is free again
-            free_folder(self.out)
+            self._free_folder()
         return self.metrics()
 
     def _train_epoch(self, interrupted, bar):
@@ -249,7 +272,7 @@ class Run:
         config = self.config
         start = time.perf_counter() - self.sums.get("seconds", 0.0)
         for images, _ in self.train_set.batches(config.batch_size, self.order, start=self.batch):
-            if interrupted.flag:
+            if distributed.any_process(interrupted.flag):  # every process stops at this batch
                 self.sums["seconds"] = time.perf_counter() - start
                 return False
             step = self.epoch * self.steps_per_epoch + self.batch
@@ -258,9 +281,13 @@ class Run:
             self.optimizer.lr = warmup_cosine(
                 step, self.total_steps, config.lr, config.warmup_epochs * self.steps_per_epoch
             )
-            view_a, view_b = self.augment(backend.to_device(images), self.rng)
+            # the whole batch's random draws, this process's rows of views
+            view_a, view_b = self.augment(images, self.rng, rows=self.share)
             # Overflow is checked here, step by step, so NumPy's warnings would only repeat it
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with (
+                distributed.whole_batch(config.statistics),
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+            ):
                 loss, terms = train_step(
                     self.model,
                     self.optimizer,
@@ -293,8 +320,9 @@ class Run:
                 "images_per_second": self.steps_per_epoch * self.config.batch_size / seconds,
             }
         )
-        with open(self.out / "metrics.jsonl", "a") as file:
-            file.write(json.dumps(record) + "\n")
+        if self.writer:
+            with open(self.out / "metrics.jsonl", "a") as file:
+                file.write(json.dumps(record) + "\n")
         parts = ", ".join(f"{name} {record[name]:.3f}" for name in self.sums if name != "loss")
         self.log(
             f"epoch {record['epoch']}: loss {record['loss']:.3f}{f' ({parts})' if parts else ''}"
@@ -375,7 +403,10 @@ class Run:
         spread of about 1e-3, swamped by the eps of the standardisation, and C would show
         zeros instead of the random network's real correlations. Under no_grad, batch norm
         uses the batch statistics but leaves its running averages alone (tinybt.nn).
+        Process 0 alone takes them, on all of the fixed views, outside the shared batch.
         """
+        if not self.writer:
+            return
         # Weights grown too large overflow here first; the step that follows stops the run
         with no_grad(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             z_a = self.model(Tensor(self.snapshot_views[0])).data
@@ -384,6 +415,8 @@ class Run:
         self.snapshots[step] = backend.to_host(matrix).astype(np.float16)
 
     def _save_snapshots(self, figure):
+        if not self.writer:
+            return
         steps = sorted(self.snapshots)
         matrices = np.stack([self.snapshots[s] for s in steps])
         atomic_savez(self.out / "snapshots.npz", {"steps": np.array(steps), "matrices": matrices})
@@ -394,7 +427,8 @@ class Run:
             viz.save_cross_correlation_gif(steps, matrices, gif)
 
     def metrics(self):
-        return read_metrics(self.out / "metrics.jsonl")
+        """The per-epoch records; [] on processes other than 0, which write none."""
+        return read_metrics(self.out / "metrics.jsonl") if self.writer else []
 
 
 class _InterruptFlag:
@@ -419,11 +453,13 @@ def train(config, resume=False, overwrite=False, progress=True, log=print):
     """Run (or resume) training for `config`; evaluate at the end if config.evaluate.
 
     Returns {"metrics": per-epoch records, "evaluation": accuracies or None, "run": Run}.
+    Across processes, process 0 evaluates and writes; the others return no metrics and no
+    evaluation.
     """
     run = Run(config, resume=resume, overwrite=overwrite, progress=progress, log=log)
     metrics = run.train()
     evaluation = None
-    if config.evaluate:
+    if config.evaluate and run.writer:
         try:
             evaluation = evaluate_run(run.model, config, run.train_set, run.test_set, log=run.log)
         except KeyboardInterrupt:

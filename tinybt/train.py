@@ -1,14 +1,16 @@
 """Train:  python -m tinybt.train --preset shapes [--method barlow|byol|simclr|vicreg]
+   or, with P processes sharing every batch:  mpiexec -n P python -m tinybt.train ...
 
 Parses the options into a `Config` (tinybt/recipe.py) and hands it to `tinybt.run.train`, which
 trains (or resumes) the run in its folder and evaluates it; see tinybt/run.py for the files
-a run writes.
+a run writes, and tinybt/distributed.py for what P processes share.
 """
 
 import argparse
-import sys
+import traceback
 from dataclasses import fields, replace
 
+from tinybt import distributed
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.recipe import PRESETS, Config, stored_data_dir
 from tinybt.run import load_run_checkpoint, train
@@ -96,13 +98,18 @@ def config_from_args(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        config = config_from_args(args)
+        config = distributed.on_process_zero(config_from_args, args)
         result = train(config, resume=args.resume, overwrite=args.overwrite)
     except TinyBTError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return distributed.stop(f"error: {error}", 2)
     except KeyboardInterrupt:
         return 130
+    except Exception:  # a bug: its traceback once, not once per process
+        if not distributed.is_active():
+            raise
+        return distributed.stop(traceback.format_exc().rstrip(), 1)
+    if not result["run"].writer:
+        return 0
     evaluation = result["evaluation"]
     print(
         f"wrote {config.out}/ (checkpoint.npz, metrics.jsonl, snapshots.npz, "

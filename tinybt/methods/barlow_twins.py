@@ -22,6 +22,7 @@ both views, or (--ema) an EMA target network (tinybt/methods/target.py).
 
 import math
 
+from tinybt import distributed
 from tinybt.backend import get_array_module
 from tinybt.methods.method import Method, Option, zero_or_positive
 from tinybt.methods.target import both_directions, follow
@@ -34,13 +35,14 @@ EPS = 1e-5  # as torch.nn.BatchNorm1d(affine=False), which the official code use
 
 class Centre(Function):
     """Z - mean_n Z per column (N, D): the normalisation left when standardisation is off.
-    dL/dZ = grad - mean_n(grad), since every row shares the mean."""
+    dL/dZ = grad - mean_n(grad), since every row shares the mean. Both means are the whole
+    batch's across processes (tinybt.distributed), as the standardisation's are."""
 
     def forward(self, z):
-        return z - z.mean(axis=0)
+        return z - distributed.batch_mean(z, axis=0)
 
     def backward(self, grad):
-        return (grad - grad.mean(axis=0),)
+        return (grad - distributed.batch_mean(grad, axis=0),)
 
 
 def _normalise(z, standardized, eps):
@@ -59,9 +61,11 @@ def cross_correlation(z_a, z_b, standardized=True, eps=EPS):
     """C = Ẑ_aᵀ Ẑ_b / N (D, D) for arrays z_a, z_b: (N, D); for plots and logs.
 
     With standardized=False the embeddings are only centred, so C is the cross-covariance.
+    Across processes, C of the whole batch, as the loss's (see BarlowTwinsLoss).
     """
     z_a_hat, z_b_hat = _normalise(z_a, standardized, eps)[1], _normalise(z_b, standardized, eps)[1]
-    return z_a_hat.T @ z_b_hat / z_a.shape[0]
+    product = distributed.sum_over_processes(z_a_hat.T @ z_b_hat)
+    return product / distributed.batch_count(z_a.shape[0])
 
 
 def correlation_summary(c):
@@ -112,6 +116,14 @@ class BarlowTwinsLoss(Function):
     diagonal and the off-diagonal terms differ); then through the product C = Ẑ_aᵀ Ẑ_b / N
     to dL/dẐ_a and dL/dẐ_b (N, D), as in MatMul's backward; then through the normalisation
     of each view, whose op (self.normalise_a, self.normalise_b) has its own backward.
+
+    Global across P processes (tinybt.distributed), each holding N / P rows of Z_a and Z_b:
+    the standardisation's mean and std along the batch are the whole batch's (its op,
+    BatchStandardize, sums across processes), and so is C: Ẑ_aᵀ Ẑ_b is a sum over the batch's
+    rows, so each process's Ẑ_aᵀ Ẑ_b is all-reduced before dividing by the whole N. Without
+    that, each process would push its own C to the identity: a different loss, on batches P
+    times smaller. Every process then holds the same C and loss; its backward gives dL/dZ
+    for its own rows, with the whole batch's N.
     """
 
     def forward(self, z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
@@ -122,7 +134,8 @@ class BarlowTwinsLoss(Function):
         self.lambd = lambd
         self.normalise_a, self.z_a_hat = _normalise(z_a, standardized, eps)
         self.normalise_b, self.z_b_hat = _normalise(z_b, standardized, eps)
-        self.c = self.z_a_hat.T @ self.z_b_hat / z_a.shape[0]
+        self.count = distributed.batch_count(z_a.shape[0])  # N, the whole batch's
+        self.c = distributed.sum_over_processes(self.z_a_hat.T @ self.z_b_hat) / self.count
         on_diagonal, off_diagonal = loss_terms(self.c, lambd)
         self.on_diagonal, self.off_diagonal = float(on_diagonal), float(off_diagonal)
         return on_diagonal + off_diagonal
@@ -133,7 +146,7 @@ class BarlowTwinsLoss(Function):
         # C = Ẑ_aᵀ Ẑ_b / N  =>  dL/dẐ_a = Ẑ_b Gᵀ / N,   dL/dẐ_b = Ẑ_a G / N   (N, D)
         # then back through each view's normalisation, with its op's backward
         xp = get_array_module(self.c)
-        n = self.z_a_hat.shape[0]
+        n = self.count
         dc = 2 * self.lambd * self.c
         xp.fill_diagonal(dc, -2 * (1 - xp.diagonal(self.c)))
         dc *= grad

@@ -23,6 +23,7 @@ Linear(256), on a ResNet-50 (2048 features); tinybt's predictor keeps that shape
 projector's sizes (`target.predictor`).
 """
 
+from tinybt import distributed
 from tinybt.backend import get_array_module
 from tinybt.methods.barlow_twins import standardized_correlation
 from tinybt.methods.method import Method
@@ -51,6 +52,11 @@ class BYOLLoss(Function):
         dL/dq = -2 (ẑ - q̂ cos) / (N |q|)                       (N, D), row by row
     Q_a is paired with Z'_b and Q_b with Z'_a. Where |q|² is under the floor, |q| is the
     constant floor, so dq̂/dq = I / |q| and the q̂ cos term drops out.
+
+    Across P processes (tinybt.distributed) the mean over n is the whole batch's, and each
+    process's backward gives dL/dQ for its own rows with the whole batch's N. Nothing else
+    is global: each row's cosine involves that row alone, and the target's moving average
+    is the same update of the same weights on every process.
     """
 
     def forward(self, q_a, q_b, target_a, target_b):
@@ -68,7 +74,7 @@ class BYOLLoss(Function):
             target_unit = unit_rows(target)[0]
             cosine = (q_unit * target_unit).sum(axis=1, keepdims=True)  # (N, 1)
             self.directions.append((q_unit, q_norms, target_unit, cosine * above_floor))
-            total = total + (2 - 2 * cosine).mean()
+            total = total + distributed.batch_mean(2 - 2 * cosine)
         self.cosine = float(1 - total / 4)  # mean cosine of the 2N pairs, for the logs
         return total
 
@@ -78,7 +84,7 @@ class BYOLLoss(Function):
                 "BYOL's targets must get no gradient (the stop-gradient): pass them detached, "
                 "as byol_loss does"
             )
-        n = self.directions[0][0].shape[0]
+        n = distributed.batch_count(self.directions[0][0].shape[0])
         dq_a, dq_b = (
             -2 * grad * (target_unit - q_unit * kept_cosine) / (n * q_norms)
             for q_unit, q_norms, target_unit, kept_cosine in self.directions

@@ -29,6 +29,7 @@ This file holds the loss twice: `nt_xent_loss`, one op with the gradient derived
 `nt_xent_loss_autograd`, the same formula composed of primitive ops (notebook 09).
 """
 
+from tinybt import distributed
 from tinybt.backend import get_array_module
 from tinybt.methods.barlow_twins import standardized_correlation
 from tinybt.methods.byol import SQUARED_NORM_FLOOR, unit_rows
@@ -61,6 +62,14 @@ class NTXentLoss(Function):
         3. dL/dZ (2N, D): u = z / |z|; moving z along u does not move u. Under the floor
            (`self.above_floor` is 0) |z| is a constant.
     The first N rows are dL/dZ_a, the last N dL/dZ_b.
+
+    Global across P processes (tinybt.distributed), each holding n = N / P rows of Z_a and
+    Z_b: the negatives. A view competes with every view of the whole batch, so every process
+    gathers all 2N unit vectors (`views`, in rank order: each process's a-views then its
+    b-views; the order of the candidates changes no softmax) and computes its own 2n rows
+    of S, P and dL/dS (2n, 2N). Its dL/dU needs, besides its rows of dL/dS, its views' columns
+    of dL/dS from every process's rows (u_i appears in column i of S too), so the backward
+    gathers those rows as well. The loss's mean over the 2N views is the whole batch's.
     """
 
     def forward(self, z_a, z_b, temperature=TEMPERATURE):
@@ -69,18 +78,21 @@ class NTXentLoss(Function):
         n = z_a.shape[0]
         z = xp.concatenate([z_a, z_b])  # (2N, D)
         self.u, self.norms, self.above_floor = unit_rows(z)  # (2N, D), (2N, 1), (2N, 1)
-        self.positive = float((self.u[:n] * self.u[n:]).sum(axis=1).mean())  # for the logs
+        self.positive = float(distributed.batch_mean((self.u[:n] * self.u[n:]).sum(axis=1)))  # logs
         self.temperature = temperature
-        logits = self.u @ self.u.T / temperature  # S (2N, 2N)
-        xp.fill_diagonal(logits, -xp.inf)  # a view is not its own candidate: exp(-inf) = 0
+        self.views = distributed.gather_batch(self.u)  # every process's U; U in one process
+        self.own = distributed.gathered_rows(2 * n)  # where this process's views sit in it
+        logits = self.u @ self.views.T / temperature  # S (2N, 2N)
+        rows = xp.arange(2 * n)
+        # a view is not its own candidate: exp(-inf) = 0
+        logits[rows, self.own.start + rows] = -xp.inf
         logits -= logits.max(axis=1, keepdims=True)  # each row's largest is now 0: no overflow
         exp = xp.exp(logits)
         sum_exp = exp.sum(axis=1, keepdims=True)
         self.softmax = exp / sum_exp  # P
-        self.twin = xp.concatenate([xp.arange(n, 2 * n), xp.arange(n)])  # p(i)
-        rows = xp.arange(2 * n)
+        self.twin = self.own.start + xp.concatenate([xp.arange(n, 2 * n), xp.arange(n)])  # p(i)
         # ℓ_i = -S_i,p(i) + log Σ exp(S_ik), both with the row's maximum taken out
-        return (xp.log(sum_exp[:, 0]) - logits[rows, self.twin]).mean()
+        return distributed.batch_mean(xp.log(sum_exp[:, 0]) - logits[rows, self.twin])
 
     def backward(self, grad):
         # BEGIN SOLUTION nt-xent: return (dL/dZ_a, dL/dZ_b) for the NT-Xent loss
@@ -91,8 +103,9 @@ class NTXentLoss(Function):
         two_n = self.u.shape[0]
         g = self.softmax.copy()
         g[xp.arange(two_n), self.twin] -= 1.0
-        g *= grad / two_n
-        du = (g + g.T) @ self.u / self.temperature
+        g *= grad / distributed.batch_count(two_n)
+        g_columns = distributed.gather_batch(g)[:, self.own].T  # this process's columns of G
+        du = (g + g_columns) @ self.views / self.temperature
         along_u = (self.u * du).sum(axis=1, keepdims=True) * self.above_floor
         dz = (du - self.u * along_u) / self.norms
         return dz[: two_n // 2], dz[two_n // 2 :]

@@ -35,6 +35,7 @@ off-diagonal shows the redundancy left between dimensions, which VICReg's covari
 reduces within each view (K) rather than across the two.
 """
 
+from tinybt import distributed
 from tinybt.backend import get_array_module
 from tinybt.methods.barlow_twins import off_diagonal, standardized_correlation
 from tinybt.methods.method import Method, Option, zero_or_positive
@@ -49,12 +50,19 @@ EPS = 1e-4  # inside the square root, as the official code
 
 
 def _view_statistics(z, gamma, eps):
-    """One view's pieces, (N, D) -> centred Z̄ (N, D), σ (D,), K (D, D), v(Z), c(Z)."""
+    """One view's pieces, (N, D) -> centred Z̄ (N, D), σ (D,), K (D, D), v(Z), c(Z).
+
+    Global across processes (tinybt.distributed): the mean, the variances and the
+    covariances are the whole batch's, each a batch sum added up over the processes. The
+    hinge holds up the spread of the embeddings of the batch, and the covariance term
+    decorrelates them over the batch; taken per process they would judge batches P times
+    smaller, whose variances and covariances are noisier (and VICReg's N - 1 would differ).
+    """
     xp = get_array_module(z)
-    n, d = z.shape
-    centred = z - z.mean(axis=0)
-    std = xp.sqrt((centred**2).sum(axis=0) / (n - 1) + eps)
-    covariance = centred.T @ centred / (n - 1)
+    n, d = distributed.batch_count(len(z)), z.shape[1]
+    centred = z - distributed.batch_mean(z, axis=0)
+    std = xp.sqrt(distributed.sum_over_processes((centred**2).sum(axis=0)) / (n - 1) + eps)
+    covariance = distributed.sum_over_processes(centred.T @ centred) / (n - 1)
     variance_term = xp.maximum(gamma - std, 0).mean()
     covariance_term = ((covariance**2).sum() - (xp.diagonal(covariance) ** 2).sum()) / d
     return centred, std, covariance, variance_term, covariance_term
@@ -74,7 +82,7 @@ def vicreg_terms(z_a, z_b, gamma=GAMMA, eps=EPS):
     _check_views(z_a, z_b)
     *_, variance_a, covariance_a = _view_statistics(z_a, gamma, eps)
     *_, variance_b, covariance_b = _view_statistics(z_b, gamma, eps)
-    invariance = ((z_a - z_b) ** 2).mean()
+    invariance = distributed.batch_mean((z_a - z_b) ** 2)
     return (
         float(invariance),
         float((variance_a + variance_b) / 2),
@@ -98,6 +106,10 @@ class VICRegLoss(Function):
         centring:    Z̄ = Z - mean_n Z subtracts the batch mean of the gradient; look at what
                      it subtracts from a gradient that is Z̄ times something per column.
     The forward saves each view's (Z̄, σ, K, v, c) as `self.view_a` and `self.view_b`.
+
+    Across P processes the statistics are the whole batch's (see `_view_statistics`), the
+    invariance is a mean over the whole batch, and each process's backward gives dL/dZ for
+    its own rows with the whole batch's N.
     """
 
     def forward(
@@ -116,7 +128,8 @@ class VICRegLoss(Function):
         self.difference = z_a - z_b
         self.view_a = _view_statistics(z_a, gamma, eps)
         self.view_b = _view_statistics(z_b, gamma, eps)
-        invariance = (self.difference**2).mean()
+        self.count = distributed.batch_count(len(z_a))  # N, the whole batch's
+        invariance = distributed.batch_mean(self.difference**2)
         variance = (self.view_a[3] + self.view_b[3]) / 2
         covariance = self.view_a[4] + self.view_b[4]
         self.invariance, self.variance = float(invariance), float(variance)
@@ -133,7 +146,7 @@ class VICRegLoss(Function):
         # centring passes both unchanged: each column of Z̄ sums to 0, so they have zero mean
         xp = get_array_module(self.difference)
         sim_coeff, std_coeff, cov_coeff = self.coeffs
-        n, d = self.difference.shape
+        n, d = self.count, self.difference.shape[1]
         d_invariance = sim_coeff * 2 * self.difference / (n * d)
         grads = []
         for centred, std, covariance, _, _ in (self.view_a, self.view_b):

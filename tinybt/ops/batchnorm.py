@@ -11,6 +11,7 @@ over the activations (notebook 03 has the timings). Evaluation with fixed runnin
 statistics is plain elementwise arithmetic (see tinybt.nn.BatchNorm2d).
 """
 
+from tinybt import distributed
 from tinybt.backend import get_array_module
 from tinybt.tensor import Function
 
@@ -35,6 +36,12 @@ def feature_mean(*arrays):
     channel's mean over a whole layer (131,072 values) within 1e-6, which one long running
     sum does not, and on the CPU the pair is faster than (x * y).mean(axis=(1, 2, 3)), which
     batch norm would run on every activation.
+
+    Global across processes (tinybt.distributed): the mean is the whole batch's. Batch norm
+    must standardise by the batch it was given, the global one, or P processes train P
+    different networks on batches 1/P the size; so each process's sums are added up and
+    divided by the whole batch's count. Every statistic and both means of the backward go
+    through here. In one process the sums pass through untouched.
     """
     x = arrays[0]
     indices = AXES[x.ndim]
@@ -42,9 +49,10 @@ def feature_mean(*arrays):
         ",".join([indices] * len(arrays)) + "->" + indices.replace("n", ""), *arrays
     )
     sums = per_pixel.reshape(len(per_pixel), -1).sum(axis=1)  # (D,) or (C,)
+    sums = distributed.sum_over_processes(sums)
     shape = [1] * x.ndim
     shape[feature_axis(x)] = -1
-    return sums.reshape(shape) / (x.size // sums.size)
+    return sums.reshape(shape) / distributed.batch_count(x.size // sums.size)
 
 
 class BatchStandardize(Function):
@@ -55,9 +63,11 @@ class BatchStandardize(Function):
     channel is one feature, seen at every pixel of every image) -> x̂, same shape.
 
     The op changes nothing outside itself. It keeps the batch statistics it used, `mean` and
-    `var` ((D,) or (C,), the variance biased: divided by m, the values per feature) and `count`
-    (m), for the batch-norm layer that calls it to update the running averages it owns
-    (tinybt.nn.BatchNorm2d).
+    `var` ((D,) or (C,), the variance biased: divided by m, the values per feature) and
+    `batch_count` (m), for the batch-norm layer that calls it to update the running averages
+    it owns (tinybt.nn.BatchNorm2d). `count` is the values per feature this process holds:
+    m itself in one process, m / P when P processes share the batch (tinybt.distributed),
+    whose statistics are then the whole batch's (see feature_mean).
 
     Backward. Write g = dL/dx̂, σ̂ = sqrt(σ² + eps), and means over the m values of a feature.
     x_k moves x̂_k directly and every x̂_l through μ and σ̂:
@@ -73,8 +83,9 @@ class BatchStandardize(Function):
                 f"batch standardisation needs (N, D) or (C, H, W, N) input, got shape {x.shape}"
             )
         xp = get_array_module(x)
-        self.count = x.size // x.shape[feature_axis(x)]  # m: values per feature
-        if self.count < 2:
+        self.count = x.size // x.shape[feature_axis(x)]  # values per feature, this process's
+        self.batch_count = distributed.batch_count(self.count)  # m, the whole batch's
+        if self.batch_count < 2:
             raise ValueError(
                 f"batch statistics need more than one value per feature, got shape {x.shape}: "
                 "use a batch of at least 2, or eval mode"
@@ -110,6 +121,10 @@ class BatchNorm(BatchStandardize):
     the two means that backward takes are γ times those of g and g ⊙ x̂: the very sums dL/dβ
     and dL/dγ are made of. Autograd, given γ x̂ + β as a Mul and an Add, would store γ g and
     g ⊙ x̂, full-size arrays, and sum each anew.
+
+    Across P processes the means are the whole batch's, and each process returns for γ and β
+    its share, its count times those means: the shares add up to the whole batch's sums when
+    the gradients are summed over the processes (tinybt.distributed.sum_gradients).
     """
 
     def forward(self, x, gamma, beta, eps=1e-5):
