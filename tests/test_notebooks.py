@@ -98,24 +98,7 @@ def test_no_notebook_prints_the_source_of_an_exercise_solution():
         assert "# BEGIN SOLUTION" not in source, f"{notebook} prints the solution in {name}"
 
 
-# The notebooks that await a full render (`python -m tinybt.book 06 08`); strict, so this list
-# must shrink as each is rendered.
-NOT_YET_RENDERED = {"08_experiments"}
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(
-            path,
-            marks=pytest.mark.xfail(
-                path.stem in NOT_YET_RENDERED, reason="not yet rendered in full", strict=True
-            ),
-        )
-        for path in NOTEBOOKS
-    ],
-    ids=lambda path: path.stem,
-)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_is_committed_with_the_outputs_of_its_full_run(path):
     """What a reader sees on the page: every code cell run, top to bottom in one kernel, by
     `python -m tinybt.book` in the full configuration, no error, and a file small enough to

@@ -26,9 +26,9 @@ import nbformat
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 # How long each notebook takes in the full configuration, kernel start included, as this
-# command measured it on a 2-core CPU; "~" marks an estimate that it has not measured yet. 05,
-# 07 and 09 were measured while other trainings kept both cores busy, which made 07's training
-# run over ten times slower than on an idle machine, where that run takes under 4 minutes.
+# command measured it on a 2-core CPU; "~" marks an estimate. 05-11 were measured while other
+# trainings kept both cores busy, which made the trainings of 06-08 and 11 several times slower
+# than on an idle machine (07's over ten times: under 4 minutes idle).
 TIMES = {
     "01": "5 s",
     "02": "5 s",
@@ -37,7 +37,7 @@ TIMES = {
     "05": "10 s",
     "06": "21 min on a busy CPU, ~3 min idle",
     "07": "44 min on a busy CPU, ~5 min idle",
-    "08": "~22 min",
+    "08": "40 min on a busy CPU, ~22 min idle",
     "09": "5 s",
     "10": "13 s",
     "11": "10 min on a busy CPU",
