@@ -309,6 +309,22 @@ def test_a_torn_last_metrics_line_does_not_block_resume(tmp_path, monkeypatch):
         read_metrics(metrics)
 
 
+def test_a_terminal_closed_as_an_epoch_ends_loses_nothing_of_that_epoch(tmp_path):
+    """The epoch's line is printed after its checkpoint is saved: a closed pipe (the terminal
+    or `| head` gone) stops the run at that line with the epoch already on disk."""
+
+    def closed_pipe(line):
+        if line.startswith("epoch 1:"):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    config = tiny_config(tmp_path)
+    with pytest.raises(BrokenPipeError):
+        train(config, progress=False, log=closed_pipe)
+    meta = load_checkpoint(tmp_path / "run" / "checkpoint.npz")[2]
+    assert (meta["epoch"], meta["batch"]) == (1, 0)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1]
+
+
 def test_the_table_says_when_a_run_is_too_short_to_judge(tmp_path):
     """An encoder no better than its random start (here: the random start itself)."""
     config = tiny_config(tmp_path, epochs=3)

@@ -324,13 +324,13 @@ class Run:
             with open(self.out / "metrics.jsonl", "a") as file:
                 file.write(json.dumps(record) + "\n")
         parts = ", ".join(f"{name} {record[name]:.3f}" for name in self.sums if name != "loss")
+        self.epoch, self.batch, self.order, self.sums = self.epoch + 1, 0, None, {}
+        self.save()  # before the line is printed: a closed terminal must not lose the epoch
+        self._save_snapshots(figure=False)
         self.log(
             f"epoch {record['epoch']}: loss {record['loss']:.3f}{f' ({parts})' if parts else ''}"
             f", {record['images_per_second']:.0f} img/s"
         )
-        self.epoch, self.batch, self.order, self.sums = self.epoch + 1, 0, None, {}
-        self.save()
-        self._save_snapshots(figure=False)
 
     def _check_finite(self, loss, step):
         """Stop at the first quantity that overflowed in step `step`, in the order the step
