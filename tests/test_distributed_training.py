@@ -244,3 +244,21 @@ def test_launched_without_mpi4py_the_run_says_what_to_install_once():
         assert result.returncode == 2
         assert len(result.stderr.splitlines()) == lines, result.stderr
         assert "pip install -e" in result.stderr or lines == 0
+
+
+def test_a_mistake_on_the_command_line_is_printed_once():
+    """Every process reads the same command line; process 0 alone says what is wrong with it
+    (or prints --help), before any process joins MPI."""
+    code = "import sys\nfrom tinybt.train import main\nsys.exit(main(sys.argv[1:]))\n"
+    for argv, status in ((["--epoch", "3"], 2), (["--help"], 0)):
+        printed = []
+        for rank in (0, 1):
+            env = {**without_launcher(), "PMI_SIZE": "2", "PMI_RANK": str(rank)}
+            result = subprocess.run(
+                [sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True,
+                timeout=60,
+            )  # fmt: skip
+            assert result.returncode == status, result.stderr
+            printed.append(result.stdout + result.stderr)
+        assert printed[0] and not printed[1], printed
+    assert printed[0].startswith("usage: python -m tinybt.train")

@@ -38,7 +38,7 @@ CUDA-aware, so there is no device-to-device path to take).
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 
 import numpy as np
 
@@ -81,6 +81,18 @@ def launched_rank():
         if name in os.environ:
             return int(os.environ[name])
     return 0
+
+
+@contextmanager
+def only_first_process_prints():
+    """Silence stdout and stderr of every launched process but process 0, for what all of
+    them do alike before they join (reading the command line: a mistake in it, or --help,
+    is printed once, not P times). Needs no MPI: the launcher's numbering says who is 0."""
+    if launched_rank() == 0:
+        yield
+        return
+    with open(os.devnull, "w") as nowhere, redirect_stdout(nowhere), redirect_stderr(nowhere):
+        yield
 
 
 def _communicator():

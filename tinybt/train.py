@@ -96,7 +96,8 @@ def config_from_args(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    with distributed.only_first_process_prints():
+        args = parse_args(argv)
     try:
         config = distributed.on_process_zero(config_from_args, args)
         result = train(config, resume=args.resume, overwrite=args.overwrite)
