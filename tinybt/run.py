@@ -255,8 +255,8 @@ class Run:
                         )
                         raise KeyboardInterrupt
                     self._finish_epoch()
-            self._take_snapshot(self.total_steps)
-            self._save_snapshots(figure=True)
+                self._take_snapshot(self.total_steps)
+                self._save_snapshots(figure=True)
             if distributed.any_process(interrupted.flag):  # Ctrl-C as the last epoch ended
                 self.log(
                     f"interrupted after the last epoch: the run is saved in {self.out}"
