@@ -6,6 +6,8 @@ imports `ops` once Tensor exists, and every op builds Tensors.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import tinybt
@@ -106,3 +108,11 @@ def test_no_module_outside_methods_compares_method_names():
                     if isinstance(part, ast.Constant) and part.value in names:
                         offenders.append(f"{path.name}:{node.lineno}")
     assert not offenders, f"method names compared outside tinybt/methods/: {offenders}"
+
+
+def test_the_programs_start_without_matplotlib():
+    """matplotlib's import takes about half a second, as long as the rest of a program's
+    start: it is loaded at the first figure, so a mistake in the options is answered at once."""
+    code = "import sys, " + ", ".join(sorted(PROGRAMS)) + "; print('matplotlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

@@ -2,19 +2,28 @@
 
 Figures are drawn on a matplotlib `Figure` with the Agg canvas, without pyplot: no window
 opens, nothing changes matplotlib's global state, and it works the same on a headless server
-as in a notebook.
+as in a notebook. matplotlib is imported when the first figure is drawn, not with this module:
+its import takes about half a second, and a command that stops at a mistake in its options,
+before any figure, should answer at once.
 """
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image
 
 from tinybt import backend
 from tinybt.methods.barlow_twins import correlation_summary
 
 CELL_INCHES = 1.3  # size of one image in a grid
+
+
+def new_figure(width, height):
+    """An empty matplotlib Figure of width x height inches, drawn by the Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def save_view_grid(originals, view_a, view_b, path, mean, std):
@@ -30,8 +39,7 @@ def save_view_grid(originals, view_a, view_b, path, mean, std):
         ("view 2", displayable(view_b, mean, std)),
     ]
     rows = len(columns[0][1])
-    figure = Figure(figsize=(3 * CELL_INCHES, rows * CELL_INCHES))
-    FigureCanvasAgg(figure)
+    figure = new_figure(3 * CELL_INCHES, rows * CELL_INCHES)
     axes = figure.subplots(rows, 3, squeeze=False)
     for column, (title, images) in enumerate(columns):
         axes[0, column].set_title(title, fontsize=9)
@@ -83,8 +91,7 @@ def save_cross_correlation_grid(steps, matrices, path, samples, columns=6, size=
     """
     steps, matrices = list(steps), np.asarray(matrices, dtype=np.float32)
     shown = np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).astype(int))
-    figure = Figure(figsize=(2.2 * len(shown) + 4.0, 2.6))
-    FigureCanvasAgg(figure)
+    figure = new_figure(2.2 * len(shown) + 4.0, 2.6)
     # heatmaps | colour bar | (empty, room for the bar's labels) | curves
     grid = figure.add_gridspec(
         1, len(shown) + 3, width_ratios=[1] * len(shown) + [0.07, 0.25, 1.6], wspace=0.3
@@ -116,8 +123,10 @@ def save_cross_correlation_grid(steps, matrices, path, samples, columns=6, size=
 
 def save_cross_correlation_gif(steps, matrices, path, size=64, scale=4, milliseconds=400):
     """An animated GIF of C's top-left block at every snapshot (red +1, white 0, blue -1)."""
+    from matplotlib import colormaps
+
     frames = []
-    colormap = matplotlib.colormaps["RdBu_r"]
+    colormap = colormaps["RdBu_r"]
     for matrix in np.asarray(matrices, dtype=np.float32):
         rgb = colormap((_heatmap_block(matrix, size) + 1) / 2)[..., :3]
         image = Image.fromarray((rgb * 255).astype(np.uint8))
