@@ -7,6 +7,8 @@ import pytest
 
 from tinybt import book
 
+pytestmark = pytest.mark.host
+
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
 

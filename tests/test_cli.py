@@ -17,6 +17,8 @@ import pytest
 
 from tinybt.recipe import Config
 
+pytestmark = pytest.mark.host
+
 TRAIN = [sys.executable, "-m", "tinybt.train"]
 EVALUATE = [sys.executable, "-m", "tinybt.evaluate"]
 

@@ -24,6 +24,8 @@ from tinybt.data.download import download
 from tinybt.data.folder import to_rgb
 from tinybt.errors import TinyBTError
 
+pytestmark = pytest.mark.host
+
 CIFAR_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
 ]  # fmt: skip

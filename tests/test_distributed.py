@@ -50,11 +50,19 @@ def without_launcher():
     return {k: v for k, v in os.environ.items() if k not in distributed.LAUNCHER_SIZES}
 
 
+def launched_env():
+    """The environment `mpiexec` starts its processes in: without a launcher's variables, and
+    one BLAS thread each, as the README launches P processes on P cores (with more threads
+    than cores, BLAS threads spin waiting for each other)."""
+    threads = dict.fromkeys(("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"), "1")
+    return {**without_launcher(), **threads}
+
+
 def mpiexec(processes, *args, timeout=120):
     """Run `python -m tests.mpi_checks ARGS` in `processes` processes; the finished process."""
     command = [MPIEXEC, "-n", str(processes), sys.executable, "-m", "tests.mpi_checks", *args]
     return subprocess.run(
-        command, cwd=ROOT, env=without_launcher(), capture_output=True, text=True, timeout=timeout
+        command, cwd=ROOT, env=launched_env(), capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -179,6 +187,6 @@ def test_outside_whole_batch_each_process_computes_alone():
     )
     command = [MPIEXEC, "-n", "2", sys.executable, "-c", code]
     result = subprocess.run(
-        command, cwd=ROOT, env=without_launcher(), capture_output=True, text=True, timeout=60
+        command, cwd=ROOT, env=launched_env(), capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stdout.split() == ["(3,", "3)", "2"], result.stderr

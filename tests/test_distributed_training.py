@@ -24,7 +24,9 @@ from tinybt.recipe import Config
 from tinybt.run import train
 from tinybt.runfolder import LOCK, held_by_another
 
-from .test_distributed import MPIEXEC, ROOT, needs_mpi, without_launcher
+from .test_distributed import MPIEXEC, ROOT, launched_env, needs_mpi, without_launcher
+
+pytestmark = pytest.mark.host
 
 LOSS_RTOL = 1e-5  # relative, per epoch's mean loss
 WEIGHT_ATOL = 2e-5  # absolute, for weights of size up to about 1
@@ -73,7 +75,7 @@ def launch(processes, *arguments):
     """`mpiexec -n processes python ARGUMENTS`, started (a Popen)."""
     return subprocess.Popen(
         [MPIEXEC, "-n", str(processes), sys.executable, *arguments], cwd=ROOT,
-        env=without_launcher(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=launched_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 

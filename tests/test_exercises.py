@@ -26,6 +26,8 @@ from tinybt.exercises import (
     start,
 )
 
+pytestmark = pytest.mark.host
+
 LIBRARY = PACKAGE.parent
 
 # Wrong solutions a learner might write, each to be failed by `check <task>`:

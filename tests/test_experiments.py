@@ -41,6 +41,8 @@ from tinybt.tags import (
     CROP_AND_FLIP,
 )
 
+pytestmark = pytest.mark.host
+
 EXPERIMENTS = [sys.executable, "-m", "tinybt.experiments"]
 
 
@@ -333,19 +335,13 @@ def test_a_read_only_root_is_refused_in_one_line(tmp_path):
     assert failed.returncode == 2 and "cannot write to --root" in failed.stderr
 
 
-def test_the_fast_grids_give_every_claim_all_its_runs(tmp_path):
-    """The grids the claims read, run fast into a root, then the verdicts program: no claim
-    lacks a run (the grids and the claims agree on names and tags)."""
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    for name in ("methods", "augmentations", "dimension", "shuffle-cifar", "sweeps-cifar"):
-        command = [*EXPERIMENTS, "run", name, "--fast", "--root", str(tmp_path)]
-        command += ["--shapes-dir", shapes(tmp_path)["shapes_dir"]]
-        assert subprocess.run(command, capture_output=True, env=env).returncode == 0
-    command = [*EXPERIMENTS, "verdicts", "--fast", "--root", str(tmp_path)]
-    judged = subprocess.run(command, capture_output=True, text=True)
-    assert judged.returncode == 0, judged.stdout
-    # the eight claims, then claims 2, 4 and 5 on the shapes data
-    assert judged.stdout.count("verdict: ") == 8 + 3 and "missing runs: none" in judged.stdout
+def test_the_fast_grids_give_every_claim_all_its_runs():
+    """The fast grids (a tiny budget, fewer settings) still hold every run each claim reads,
+    named and tagged as the claims look for them. (Notebook 10, in the slow tests, trains them
+    all through `python -m tinybt.experiments` and finds no claim short of a run.)"""
+    results = made_up_results(lambda tags: (0.5 + 0.01 * tags["seed"], 0.2), fast=True)
+    for judged in (verdicts(results, fast=True), comparison.shapes_verdicts(results, fast=True)):
+        assert all(v.runs and not v.missing for v in judged), [v.missing for v in judged]
 
 
 def test_the_verdicts_program_names_missing_runs(tmp_path):
@@ -394,7 +390,9 @@ def made_up_results(accuracy, fast=False):
     """{grid: lines} for every run of the grids the claims read, named as the grids name
     them, with accuracy(tags) -> (learned, random encoder)."""
     return {
-        name: [line(*accuracy(tags), name=run, **tags) for run, (tags, _) in grid(name).items()]
+        name: [
+            line(*accuracy(tags), name=run, **tags) for run, (tags, _) in grid(name, fast).items()
+        ]
         for name in ("methods", "augmentations", "dimension", "shuffle-cifar", "sweeps-cifar")
     }
 

@@ -15,6 +15,8 @@ from tinybt.recipe import Config
 from tinybt.run import Run
 from tinybt.runfolder import LOCK, claim, held_by_another, release
 
+pytestmark = pytest.mark.host
+
 CLAIMERS, TRIALS = 20, 60
 DEAD = "999999999"  # over any system's largest process id: a process that has ended
 

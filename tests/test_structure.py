@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tinybt
+
+pytestmark = pytest.mark.host
 
 PACKAGE = Path(tinybt.__file__).resolve().parent
 PROGRAMS = {

@@ -29,6 +29,8 @@ from tinybt.data.download import download
 from tinybt.errors import TinyBTError
 from tinybt.recipe import Config, build_model, build_optimizer
 
+pytestmark = pytest.mark.host
+
 PYTHON = sys.executable
 TRAIN = "-m tinybt.train"
 TINY = "-m tinybt.train --preset tiny --epochs 1 --no-evaluate --data-dir {data}"
