@@ -139,14 +139,19 @@ def test_per_process_statistics_train_another_run(tmp_path, data_dir):
     assert abs(first_two - first_one) > 1000 * LOSS_RTOL * abs(first_one), (first_one, first_two)
 
 
+# Long enough that a run is still training a moment after its first checkpoint, on a fast
+# machine too (an epoch of the tiny run takes a few tenths of a second there).
+INTERRUPTED_EPOCHS = 8
+
+
 def wait_for_checkpoint(out, timeout=240):
     """Wait until the run in `out` has saved its first checkpoint (after its first epoch), and
-    a second more, into its second epoch."""
+    a tenth of a second more, into its second epoch."""
     deadline = time.monotonic() + timeout
     while not (Path(out) / "checkpoint.npz").exists():
         assert time.monotonic() < deadline, f"{out} saved no checkpoint in {timeout} s"
         time.sleep(0.05)
-    time.sleep(1.0)
+    time.sleep(0.1)
 
 
 def wait_until_free(out, timeout=30):
@@ -159,9 +164,10 @@ def wait_until_free(out, timeout=30):
 
 @pytest.fixture(scope="module")
 def whole_run(tmp_path_factory, data_dir):
-    """Three epochs in two processes, never interrupted: what a resumed run must equal."""
+    """The run in two processes, never interrupted: what a resumed run must equal."""
     out = tmp_path_factory.mktemp("whole")
-    status, _, err = finish(launch(2, *training(run_options(data_dir, out, epochs=3))))
+    options = run_options(data_dir, out, epochs=INTERRUPTED_EPOCHS)
+    status, _, err = finish(launch(2, *training(options)))
     assert status == 0, err
     return out
 
@@ -177,12 +183,12 @@ def assert_same_run(out, whole):
 @needs_mpi
 @pytest.mark.slow
 def test_a_run_whose_launcher_is_killed_mid_epoch_resumes_exactly(tmp_path, data_dir, whole_run):
-    process = launch(2, *training(run_options(data_dir, tmp_path, epochs=3)))
+    process = launch(2, *training(run_options(data_dir, tmp_path, epochs=INTERRUPTED_EPOCHS)))
     wait_for_checkpoint(tmp_path)
     process.kill()  # SIGKILL: nothing is saved, the launcher's processes end with it
     process.communicate()
     wait_until_free(tmp_path)
-    assert len(losses(tmp_path)) < 3, "the run ended before it could be killed"
+    assert len(losses(tmp_path)) < INTERRUPTED_EPOCHS, "the run ended before it was killed"
     status, _, err = finish(launch(2, *resuming(tmp_path)))
     assert status == 0, err
     assert_same_run(tmp_path, whole_run)
@@ -191,12 +197,12 @@ def test_a_run_whose_launcher_is_killed_mid_epoch_resumes_exactly(tmp_path, data
 @needs_mpi
 @pytest.mark.slow
 def test_ctrl_c_saves_once_and_the_run_resumes_exactly(tmp_path, data_dir, whole_run):
-    process = launch(2, *training(run_options(data_dir, tmp_path, epochs=3)))
+    process = launch(2, *training(run_options(data_dir, tmp_path, epochs=INTERRUPTED_EPOCHS)))
     wait_for_checkpoint(tmp_path)
     process.send_signal(signal.SIGINT)  # Ctrl-C: the launcher passes it to every process
     status, out, err = finish(process)
     assert (out + err).count("interrupted: saved") == 1, out + err
-    assert len(losses(tmp_path)) < 3, "the run ended before Ctrl-C"
+    assert len(losses(tmp_path)) < INTERRUPTED_EPOCHS, "the run ended before Ctrl-C"
     status, _, err = finish(launch(2, *resuming(tmp_path)))
     assert status == 0, err
     assert_same_run(tmp_path, whole_run)
