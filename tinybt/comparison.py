@@ -439,8 +439,10 @@ def _verdict(claim, verdict, evidence):
     return Verdict(claim, CLAIMS[claim], verdict, evidence)
 
 
-JUDGES = {1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4, 5: claim_5, 6: claim_6}
-JUDGES.update({7: claim_7, 8: claim_8})
+JUDGES = {
+    1: claim_1, 2: claim_2, 3: claim_3, 4: claim_4, 5: claim_5, 6: claim_6, 7: claim_7,
+    8: claim_8,
+}  # fmt: skip
 
 
 def verdicts(results, fast=False, needs=NEEDS):

@@ -16,7 +16,7 @@ from tinybt.methods.barlow_twins import correlation_summary
 CELL_INCHES = 1.3  # size of one image in a grid
 
 
-def new_figure(width, height):
+def _new_figure(width, height):
     """An empty matplotlib Figure of width x height inches, drawn by the Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -39,7 +39,7 @@ def save_view_grid(originals, view_a, view_b, path, mean, std):
         ("view 2", displayable(view_b, mean, std)),
     ]
     rows = len(columns[0][1])
-    figure = new_figure(3 * CELL_INCHES, rows * CELL_INCHES)
+    figure = _new_figure(3 * CELL_INCHES, rows * CELL_INCHES)
     axes = figure.subplots(rows, 3, squeeze=False)
     for column, (title, images) in enumerate(columns):
         axes[0, column].set_title(title, fontsize=9)
@@ -91,7 +91,7 @@ def save_cross_correlation_grid(steps, matrices, path, samples, columns=6, size=
     """
     steps, matrices = list(steps), np.asarray(matrices, dtype=np.float32)
     shown = np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).astype(int))
-    figure = new_figure(2.2 * len(shown) + 4.0, 2.6)
+    figure = _new_figure(2.2 * len(shown) + 4.0, 2.6)
     # heatmaps | colour bar | (empty, room for the bar's labels) | curves
     grid = figure.add_gridspec(
         1, len(shown) + 3, width_ratios=[1] * len(shown) + [0.07, 0.25, 1.6], wspace=0.3
