@@ -4,7 +4,10 @@ The whole suite runs on the backend named by TINYBT_BACKEND (numpy by default), 
 arrays with `backend.xp()` and compare them on the host with `to_host`.
 """
 
+import contextlib
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,39 @@ def assert_close(actual, expected, rtol=1e-6, atol=1e-8, what="arrays"):
     actual, expected = backend.to_host(actual), backend.to_host(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+@contextlib.contextmanager
+def local_server(routes):
+    """Serve `routes` on 127.0.0.1 while the block runs; yield the server's base URL.
+
+    routes: {path: (body, length)}, where length is the Content-Length announced (None: no
+    header), so a server can promise more bytes than it sends. Any other path answers 404.
+    The downloads are tested against it: no test reaches the internet.
+    """
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path not in routes:
+                self.send_error(404)
+                return
+            body, length = routes[self.path]
+            self.send_response(200)
+            if length is not None:
+                self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def pytest_configure(config):

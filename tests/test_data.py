@@ -6,13 +6,11 @@ No test touches the internet.
 """
 
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import struct
 import tarfile
-import threading
 import zlib
 
 import numpy as np
@@ -23,6 +21,8 @@ from tinybt.data import Dataset, channel_stats, cifar10, load_dataset, shapes
 from tinybt.data.download import download
 from tinybt.data.folder import to_rgb
 from tinybt.errors import TinyBTError
+
+from .conftest import local_server
 
 pytestmark = pytest.mark.host
 
@@ -384,26 +384,9 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 def server():
     """A local HTTP server: /good serves PAYLOAD; /short promises more bytes than it sends."""
     payload = os.urandom(300_000)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path not in ("/good", "/short"):
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload if self.path == "/good" else payload[:1000])
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", payload
-    httpd.shutdown()
-    httpd.server_close()
+    routes = {"/good": (payload, len(payload)), "/short": (payload[:1000], len(payload))}
+    with local_server(routes) as url:
+        yield url, payload
 
 
 def test_download_writes_the_file_when_the_md5_matches(server, tmp_path):
@@ -433,26 +416,10 @@ def test_short_or_failed_download_leaves_nothing(server, tmp_path):
 def test_cifar_downloads_when_asked(monkeypatch, tmp_path):
     archive = make_cifar_archive(tmp_path / "served.tar.gz").read_bytes()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(archive)))
-            self.end_headers()
-            self.wfile.write(archive)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
-        monkeypatch.setattr(cifar10, "URL", url)
+    with local_server({"/cifar-10-python.tar.gz": (archive, len(archive))}) as url:
+        monkeypatch.setattr(cifar10, "URL", f"{url}/cifar-10-python.tar.gz")
         monkeypatch.setattr(cifar10, "MD5", hashlib.md5(archive).hexdigest())
         test = load_dataset("cifar10", "test", tmp_path / "data", download=True)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert len(test) == 3
     assert (tmp_path / "data" / "cifar-10-python.tar.gz").read_bytes() == archive
 

@@ -7,14 +7,12 @@ machine may not be); the data readers' cases run in this process.
 """
 
 import hashlib
-import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -28,6 +26,8 @@ from tinybt.data import cifar10, load_dataset
 from tinybt.data.download import download
 from tinybt.errors import TinyBTError
 from tinybt.recipe import Config, build_model, build_optimizer
+
+from .conftest import local_server
 
 pytestmark = pytest.mark.host
 
@@ -473,23 +473,9 @@ def server():
     """A local HTTP server: /good serves PAYLOAD with its length, /unsized without one and
     cut short."""
     payload = os.urandom(3000)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            if self.path == "/good":
-                self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload if self.path == "/good" else payload[:1000])
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", hashlib.md5(payload).hexdigest()
-    httpd.shutdown()
-    httpd.server_close()
+    routes = {"/good": (payload, len(payload)), "/unsized": (payload[:1000], None)}
+    with local_server(routes) as url:
+        yield url, hashlib.md5(payload).hexdigest()
 
 
 # (name, url path, destination under tmp_path, a phrase of the one-line error)
