@@ -397,16 +397,18 @@ def made_up_results(accuracy, fast=False):
     }
 
 
-def known_sweep(tags, drops=None, batch_drops=None, hybrid=None, noise=None):
+def known_sweep(tags, drops=None, batch_drops=None, hybrid=None, curves=None, noise=None):
     """Made-up accuracies of the sweeps-cifar grid: 60% at the defaults; a drop per method
     without colour augmentations (`drops`), at batch 32 (`batch_drops`); Barlow Twins 2 points
-    a doubling of D, BYOL flat at 55%; the hybrid `hybrid` {D: accuracy} (default: Barlow
-    Twins'). Seed 1 is noise[method] (default 1 point) above seed 0."""
+    a doubling of D, BYOL flat at 55%, or `curves` {method: {D: accuracy}}; the hybrid `hybrid`
+    {D: accuracy} (default: Barlow Twins'). Seed 1 is noise[method] (default 1 point) above
+    seed 0."""
     drops = drops or {"barlow": 0.20, "byol": 0.05, "simclr": 0.25, BARLOW_HYBRID: 0.05}
     batch_drops = batch_drops or {"barlow": 0.01, "simclr": 0.10, "byol": 0.02}
     method, d, seed = tags["method"], tags["dimension"], tags["seed"]
     barlow = 0.60 + 0.02 * (d.bit_length() - 10)  # 2 points a doubling, 60% at D = 512
     curve = {"barlow": barlow, "byol": 0.55, BARLOW_EMA: barlow + 0.01}
+    curve.update({m: values[d] for m, values in (curves or {}).items()})
     accuracy = (hybrid or {}).get(d, barlow) if method == BARLOW_HYBRID else curve.get(method)
     accuracy = 0.60 if accuracy is None else accuracy
     if tags["augment"] == CROP_AND_FLIP:
@@ -462,6 +464,42 @@ def sweeps(**known):
     ]
 
 
+def found_parts(judged):
+    """The outcome of each part of a claim judged in parts, from its evidence."""
+    return tuple(p.rsplit(", ", 1)[1] for p in judged.evidence.rsplit(". ", 1)[1].split("; "))
+
+
+ON_D = {16: 0.50, 64: 0.54, 512: 0.60, 2048: 0.64}  # Barlow Twins' made-up curve: 50% to 64%
+
+
+@pytest.mark.parametrize(
+    "curves, byol_noise, expected, parts",
+    [
+        # +14 points for Barlow Twins, BYOL flat at 55%: 5 points ahead at D = 16
+        ({}, 0.01, SUPPORTED, ("holds", "holds", "holds")),
+        # BYOL level with Barlow Twins at D = 16 (seeds 1 point apart): it does not win there
+        ({"byol": {**dict.fromkeys(ON_D, 0.55), 16: 0.505}}, 0.01, NOT_SUPPORTED,
+         ("holds", "holds", "fails")),
+        # Barlow Twins flat at 50%
+        ({"barlow": dict.fromkeys(ON_D, 0.50)}, 0.01, NOT_SUPPORTED, ("fails", "holds", "holds")),
+        # BYOL rises with Barlow Twins, 5 points above it at every D
+        ({"byol": {d: a + 0.05 for d, a in ON_D.items()}}, 0.01, NOT_SUPPORTED,
+         ("holds", "fails", "holds")),
+        # BYOL 7.5 points ahead at D = 16, but its seeds 6 points apart: unclear
+        ({}, 0.06, INCONCLUSIVE, ("holds", "holds", "unclear")),
+    ],
+)  # fmt: skip
+def test_claim_4_says_which_of_its_parts_hold(curves, byol_noise, expected, parts):
+    lines = [
+        line
+        for line in sweeps(curves=curves, noise={"byol": byol_noise})
+        if line["tags"]["augment"] == ALL_AUGMENTATIONS and line["tags"]["batch"] == 128
+    ]
+    judged = comparison.claim_4(lines)
+    assert judged.verdict == expected
+    assert found_parts(judged) == parts
+
+
 @pytest.mark.parametrize(
     "batch_drops, expected",
     [
@@ -494,8 +532,7 @@ def test_claim_8_holds_only_where_every_part_of_it_holds(hybrid, hybrid_drop, ex
     noise = {BARLOW_HYBRID: 0.06 if expected == INCONCLUSIVE else 0.01}
     judged = comparison.claim_8(sweeps(hybrid=hybrid, drops=drops, noise=noise))
     assert judged.verdict == expected
-    found = [p.rsplit(", ", 1)[1] for p in judged.evidence.rsplit(". ", 1)[1].split("; ")]
-    assert tuple(found) == parts
+    assert found_parts(judged) == parts
 
 
 def test_missing_results_are_inconclusive_and_named():

@@ -289,30 +289,39 @@ def claim_3(methods, shuffle):
 
 
 def claim_4(dimension):
-    """Three parts: Barlow Twins' fitted gain over the sweep is 3 points or more and outside
-    twice its standard error; BYOL's is under 3 points, or 3 below Barlow Twins'; BYOL is
-    higher at the smallest D."""
+    """Three parts, each "holds", "fails" or "unclear" (see `_judged_in_parts`).
+
+    Barlow Twins keeps improving: its fitted gain over the sweep is 3 points or more, with a
+    slope above twice its standard error (fails: under 3 points with a slope within twice its
+    error, or a slope below minus twice its error). BYOL stays nearly flat: its fitted gain is
+    under 3 points, or 3 below Barlow Twins' (fails otherwise). BYOL wins at the smallest D:
+    higher there than Barlow Twins (fails: the same or lower).
+    """
     barlow, byol = sweep(dimension, "barlow"), sweep(dimension, "byol")
     if len(barlow) < 2 or len(byol) < 2:
         return _verdict(4, INCONCLUSIVE, "the dimension sweep has too few runs")
     (gain, slope, error), (byol_gain, _, _) = fitted_gain(barlow), fitted_gain(byol)
     smallest = min(barlow)
-    improves = gain >= THRESHOLD and abs(slope) > 2 * error
+    if gain >= THRESHOLD and slope > 2 * error:
+        improving = ("improves", "holds")
+    elif (abs(gain) < THRESHOLD and abs(slope) <= 2 * error) or slope < -2 * error:
+        improving = ("does not improve", "fails")
+    else:
+        improving = ("unclear", "unclear")
     flat = abs(byol_gain) < THRESHOLD or byol_gain <= gain - THRESHOLD
     small = compare(byol[smallest], barlow[smallest])
-    evidence = (
+    numbers = (
         f"over D = {smallest}..{max(barlow)} the fitted gain is {100 * gain:+.1f} points for "
-        f"Barlow Twins (slope {100 * slope:+.1f} ± {100 * error:.1f} per doubling: "
-        f"{'keeps improving' if improves else 'does not keep improving'}), "
-        f"{100 * byol_gain:+.1f} for BYOL ({'flat' if flat else 'not flat'}); "
-        f"at D = {smallest} BYOL {describe(byol[smallest])}, Barlow Twins "
-        f"{describe(barlow[smallest])} ({small})"
+        f"Barlow Twins (slope {100 * slope:+.1f} ± {100 * error:.1f} per doubling), "
+        f"{100 * byol_gain:+.1f} for BYOL; at D = {smallest} BYOL {describe(byol[smallest])}, "
+        f"Barlow Twins {describe(barlow[smallest])}"
     )
-    if improves and flat and small == "higher":
-        return _verdict(4, SUPPORTED, evidence)
-    if (abs(gain) < THRESHOLD and abs(slope) <= 2 * error) or small == "lower":
-        return _verdict(4, NOT_SUPPORTED, evidence)
-    return _verdict(4, INCONCLUSIVE, evidence)
+    parts = {
+        "Barlow Twins keeps improving": improving,
+        "BYOL stays nearly flat": ("flat", "holds") if flat else ("not flat", "fails"),
+        f"BYOL wins at D = {smallest}": (small, _outcome(small, ("higher",), ("same", "lower"))),
+    }
+    return _judged_in_parts(4, numbers, parts)
 
 
 def claim_5(dimension):
@@ -382,10 +391,10 @@ def claim_7(batch):
 
 
 def claim_8(sweeps):
-    """Three parts, each "holds", "fails" or "unclear": the hybrid against Barlow Twins at the
-    largest D (holds: the same or higher); its drop from removing augmentations against
-    BYOL's (holds: the same or lower); the hybrid against BYOL at the smallest D (holds: the
-    same or higher). Supported when all three hold, not supported when any fails."""
+    """Three parts, each "holds", "fails" or "unclear" (see `_judged_in_parts`): the hybrid
+    against Barlow Twins at the largest D (holds: the same or higher); its drop from removing
+    augmentations against BYOL's (holds: the same or lower); the hybrid against BYOL at the
+    smallest D (holds: the same or higher)."""
     default = [line for line in sweeps if line["tags"]["augment"] == ALL_AUGMENTATIONS]
     curves = {m: sweep(default, m) for m in ("barlow", "byol", BARLOW_HYBRID)}
     largest, smallest = max(curves[BARLOW_HYBRID]), min(curves[BARLOW_HYBRID])
@@ -398,41 +407,54 @@ def claim_8(sweeps):
         )
         for m in ("barlow", "byol", BARLOW_HYBRID)
     }
-    parts = {
-        f"at D = {largest}, against Barlow Twins": (
-            compare(curves[BARLOW_HYBRID][largest], curves["barlow"][largest]),
-            ("same", "higher"),
-            "lower",
-        ),
-        "drop to crop and flip only, against BYOL's": (
-            compare(drops[BARLOW_HYBRID], drops["byol"]),
-            ("same", "lower"),
-            "higher",
-        ),
-        f"at D = {smallest}, against BYOL": (
-            compare(curves[BARLOW_HYBRID][smallest], curves["byol"][smallest]),
-            ("same", "higher"),
-            "lower",
-        ),
-    }
-    outcome = {
-        part: "holds" if result in good else "fails" if result == bad else "unclear"
-        for part, (result, good, bad) in parts.items()
-    }
-    evidence = (
+    at_large = compare(curves[BARLOW_HYBRID][largest], curves["barlow"][largest])
+    drop = compare(drops[BARLOW_HYBRID], drops["byol"])
+    at_small = compare(curves[BARLOW_HYBRID][smallest], curves["byol"][smallest])
+    numbers = (
         f"hybrid {describe(curves[BARLOW_HYBRID][largest])} at D = {largest} (Barlow Twins "
         f"{describe(curves['barlow'][largest])}); drop to crop and flip only: hybrid "
         f"{describe(drops[BARLOW_HYBRID])}, BYOL {describe(drops['byol'])}, Barlow Twins "
         f"{describe(drops['barlow'])}; at D = {smallest} hybrid "
         f"{describe(curves[BARLOW_HYBRID][smallest])}, BYOL "
-        f"{describe(curves['byol'][smallest])}. "
-        + "; ".join(f"{part}: {parts[part][0]}, {outcome[part]}" for part in parts)
+        f"{describe(curves['byol'][smallest])}"
     )
-    if all(o == "holds" for o in outcome.values()):
-        return _verdict(8, SUPPORTED, evidence)
-    if "fails" in outcome.values():
-        return _verdict(8, NOT_SUPPORTED, evidence)
-    return _verdict(8, INCONCLUSIVE, evidence)
+    parts = {
+        f"at D = {largest}, against Barlow Twins": (
+            at_large,
+            _outcome(at_large, ("same", "higher"), ("lower",)),
+        ),
+        "drop to crop and flip only, against BYOL's": (
+            drop,
+            _outcome(drop, ("same", "lower"), ("higher",)),
+        ),
+        f"at D = {smallest}, against BYOL": (
+            at_small,
+            _outcome(at_small, ("same", "higher"), ("lower",)),
+        ),
+    }
+    return _judged_in_parts(8, numbers, parts)
+
+
+def _outcome(result, holds, fails):
+    """A part of a claim as `compare`'s `result` decides it: "holds" if it is one of `holds`,
+    "fails" if one of `fails`, "unclear" otherwise."""
+    return "holds" if result in holds else "fails" if result in fails else "unclear"
+
+
+def _judged_in_parts(claim, numbers, parts):
+    """The verdict of a claim made of parts: supported when every part holds, not supported when
+    any fails, inconclusive otherwise. parts: {part: (what was found, its outcome)}; the
+    evidence is `numbers`, then each part as "part: found, outcome", so that a claim that holds
+    in part says which part."""
+    outcomes = [outcome for _, outcome in parts.values()]
+    evidence = f"{numbers}. " + "; ".join(
+        f"{part}: {found}, {outcome}" for part, (found, outcome) in parts.items()
+    )
+    if all(outcome == "holds" for outcome in outcomes):
+        return _verdict(claim, SUPPORTED, evidence)
+    if "fails" in outcomes:
+        return _verdict(claim, NOT_SUPPORTED, evidence)
+    return _verdict(claim, INCONCLUSIVE, evidence)
 
 
 def _verdict(claim, verdict, evidence):
