@@ -501,18 +501,27 @@ def test_claim_4_says_which_of_its_parts_hold(curves, byol_noise, expected, part
 
 
 @pytest.mark.parametrize(
-    "batch_drops, expected",
+    "batch_drops, expected, parts",
     [
-        ({"barlow": 0.01, "simclr": 0.10, "byol": 0.02}, SUPPORTED),
-        ({"barlow": 0.08, "simclr": 0.10, "byol": 0.02}, NOT_SUPPORTED),  # Barlow Twins drops
-        ({"barlow": 0.00, "simclr": 0.00, "byol": 0.00}, NOT_SUPPORTED),  # nothing drops
-        # Barlow Twins 4 points lower at batch 32, but its seeds 6 points apart: unclear
-        ({"barlow": 0.04, "simclr": 0.10, "byol": 0.02}, INCONCLUSIVE),
+        ({"barlow": 0.01, "simclr": 0.10, "byol": 0.02}, SUPPORTED, ("holds", "holds")),
+        # Barlow Twins drops 8 points: SimCLR's 10 is more, but Barlow Twins does not hold
+        ({"barlow": 0.08, "simclr": 0.10, "byol": 0.02}, NOT_SUPPORTED, ("fails", "holds")),
+        # nothing drops: Barlow Twins holds, SimCLR does not drop more
+        ({"barlow": 0.00, "simclr": 0.00, "byol": 0.00}, NOT_SUPPORTED, ("holds", "fails")),
+        # SimCLR gains at the small batch, Barlow Twins holds
+        ({"barlow": 0.00, "simclr": -0.10, "byol": 0.00}, NOT_SUPPORTED, ("holds", "fails")),
+        # Barlow Twins 4 points lower at batch 32, but its seeds 6 points apart: unclear (its
+        # drop, paired by seed, is still 4 points, under SimCLR's 10)
+        ({"barlow": 0.04, "simclr": 0.10, "byol": 0.02}, INCONCLUSIVE, ("unclear", "holds")),
     ],
 )
-def test_claim_7_reads_barlow_twins_drop_at_small_batch_against_simclrs(batch_drops, expected):
+def test_claim_7_reads_barlow_twins_drop_at_small_batch_against_simclrs(
+    batch_drops, expected, parts
+):
     noise = {"barlow": 0.06 if expected == INCONCLUSIVE else 0.01}
-    assert comparison.claim_7(sweeps(batch_drops=batch_drops, noise=noise)).verdict == expected
+    judged = comparison.claim_7(sweeps(batch_drops=batch_drops, noise=noise))
+    assert judged.verdict == expected
+    assert found_parts(judged) == parts
 
 
 @pytest.mark.parametrize(
