@@ -70,8 +70,7 @@ def test_a_failing_notebook_is_left_as_it_was_and_named(tmp_path, monkeypatch, c
     assert book.main(["01"]) == 1
     out, err = capsys.readouterr()
     assert out == (
-        "[1/1] 01_broken.ipynb ... failed, left as it was: "
-        "ValueError: the claim no longer holds\n"
+        "[1/1] 01_broken.ipynb ... failed, left as it was: ValueError: the claim no longer holds\n"
     )
     assert err == "error: 01_broken.ipynb failed: run it in Jupyter to see which cell\n"
     assert path.read_bytes() == committed

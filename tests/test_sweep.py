@@ -161,7 +161,7 @@ PROGRAM_CASES = [
     ("Ctrl-C while importing", TINY + " --out {tmp}/o", "sigint@0.6", stopped(130)),
     ("Ctrl-C as the last epoch ends", TINY.replace(" --no-evaluate", "") + " --out {tmp}/o",
      "sigint@epoch 1:", stopped(130, "--resume evaluates it")),
-]
+]  # fmt: skip
 
 
 # Cases that train, evaluate or generate the shapes: seconds each (the rest fail or end at once).
@@ -230,7 +230,11 @@ def real_run(root, base):
     """A real one-epoch tiny run, runs/run under `base`, and copies of it to damage."""
     made = subprocess.run(
         [PYTHON, *TINY.format(data="data").split(), "--snapshot-size", "2000", "--out", "runs/run"],
-        cwd=base, capture_output=True, text=True, env=environment(), timeout=300,
+        cwd=base,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=300,
     )
     assert made.returncode == 0, made.stderr
     # a --snapshot-size above the 1000 held-out images is said, not cut without a word
@@ -303,7 +307,12 @@ def run_case(arguments, how, places, tmp):
         os.close(reader)
         try:
             done = subprocess.run(
-                words, cwd=cwd, env=env, stdout=writer, stderr=subprocess.PIPE, text=True,
+                words,
+                cwd=cwd,
+                env=env,
+                stdout=writer,
+                stderr=subprocess.PIPE,
+                text=True,
                 timeout=300,
             )
         finally:

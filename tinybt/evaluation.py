@@ -11,9 +11,7 @@ from tinybt.recipe import build_model
 TOO_CLOSE = 0.02  # a learned encoder this close to its random start has not learnt yet
 
 
-def evaluate_run(
-    model, config, train_set, test_set, probe_epochs=100, log=print, epochs_done=None
-):
+def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print, epochs_done=None):
     """Accuracies of the trained encoder and of the same encoder at its initialisation (the
     run's own starting point, rebuilt from its seed); a note when the run is too short.
     epochs_done: the epochs the model has trained, if fewer than config.epochs (a run that
