@@ -591,6 +591,40 @@ def test_the_readme_table_states_the_verdicts_the_committed_records_give():
     assert [v.verdict for v in on_shapes] == [INCONCLUSIVE] * 3
 
 
+BUDGET_ROWS = {
+    "Barlow Twins": "barlow",
+    "Barlow Twins `--ema`": "barlow-ema",
+    "BYOL": "byol",
+    "SimCLR": "simclr",
+    "VICReg": "vicreg",
+}  # the README's budget table: its label of each variant of the budget grid
+
+
+def in_points(values, percent):
+    """A README cell: the mean over seeds in points, "± spread" where there are two or more."""
+    mean, spread = comparison.mean_and_spread(values)
+    cell = f"{100 * mean:.1f}%" if percent else f"{100 * mean:+.1f}"
+    return cell if spread is None else f"{cell} ± {100 * spread:.1f}"
+
+
+def test_the_readme_budget_table_gives_the_budget_records():
+    """Every method at the preset's budget, as the README's table quotes it: kNN, linear probe
+    and the gain over the random encoder, mean ± spread over the committed runs."""
+    root = Path(__file__).resolve().parent.parent / "results" / "experiments"
+    budget = read_results(results_path(root, "budget"))
+    readme = (root.parent.parent / "README.md").read_text()
+    table = readme[readme.index("| method, 100 epochs |") :].split("\n\n")[0].splitlines()[2:]
+    quoted = {row.split(" | ")[0].strip("| "): row.strip("| ").split(" | ")[1:] for row in table}
+    assert sorted(quoted) == sorted(BUDGET_ROWS)
+    for label, variant in BUDGET_ROWS.items():
+        lines = [line for line in budget if line["tags"]["method"] == variant]
+        knn = [line["evaluation"]["learned"]["knn"] for line in lines]
+        gain = [row[3] for row in comparison.gains(lines)]
+        linear = [row[1] for row in comparison.gains(lines)]
+        expected = [in_points(knn, True), in_points(linear, True), in_points(gain, False)]
+        assert quoted[label] == expected, label
+
+
 def test_gains_are_measured_from_each_runs_random_encoder():
     lines = [
         line(0.55, 0.40, method="byol"),
