@@ -319,7 +319,7 @@ def claim_4(dimension):
     parts = {
         "Barlow Twins keeps improving": improving,
         "BYOL stays nearly flat": ("flat", "holds") if flat else ("not flat", "fails"),
-        f"BYOL wins at D = {smallest}": (small, _outcome(small, ("higher",), ("same", "lower"))),
+        f"BYOL wins at D = {smallest}": _part(small, ("higher",), ("same", "lower")),
     }
     return _judged_in_parts(4, numbers, parts)
 
@@ -384,13 +384,11 @@ def claim_7(batch):
         f"SimCLR {describe(drops['simclr'])}, BYOL {describe(drops['byol'])}"
     )
     parts = {
-        f"Barlow Twins at batch {small}, against itself at {large}": (
-            holds,
-            _outcome(holds, ("same", "higher"), ("lower",)),
+        f"Barlow Twins at batch {small}, against itself at {large}": _part(
+            holds, ("same", "higher"), ("lower",)
         ),
-        "SimCLR's drop, against Barlow Twins'": (
-            simclr_drops_more,
-            _outcome(simclr_drops_more, ("higher",), ("same", "lower")),
+        "SimCLR's drop, against Barlow Twins'": _part(
+            simclr_drops_more, ("higher",), ("same", "lower")
         ),
     }
     return _judged_in_parts(7, numbers, parts)
@@ -425,26 +423,17 @@ def claim_8(sweeps):
         f"{describe(curves['byol'][smallest])}"
     )
     parts = {
-        f"at D = {largest}, against Barlow Twins": (
-            at_large,
-            _outcome(at_large, ("same", "higher"), ("lower",)),
-        ),
-        "drop to crop and flip only, against BYOL's": (
-            drop,
-            _outcome(drop, ("same", "lower"), ("higher",)),
-        ),
-        f"at D = {smallest}, against BYOL": (
-            at_small,
-            _outcome(at_small, ("same", "higher"), ("lower",)),
-        ),
+        f"at D = {largest}, against Barlow Twins": _part(at_large, ("same", "higher"), ("lower",)),
+        "drop to crop and flip only, against BYOL's": _part(drop, ("same", "lower"), ("higher",)),
+        f"at D = {smallest}, against BYOL": _part(at_small, ("same", "higher"), ("lower",)),
     }
     return _judged_in_parts(8, numbers, parts)
 
 
-def _outcome(result, holds, fails):
-    """A part of a claim as `compare`'s `result` decides it: "holds" if it is one of `holds`,
-    "fails" if one of `fails`, "unclear" otherwise."""
-    return "holds" if result in holds else "fails" if result in fails else "unclear"
+def _part(result, holds, fails):
+    """A part of a claim as `compare`'s `result` decides it: (result, "holds") if it is one of
+    `holds`, (result, "fails") if one of `fails`, (result, "unclear") otherwise."""
+    return result, "holds" if result in holds else "fails" if result in fails else "unclear"
 
 
 def _judged_in_parts(claim, numbers, parts):
