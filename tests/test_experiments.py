@@ -625,6 +625,15 @@ def test_the_readme_budget_table_gives_the_budget_records():
         assert quoted[label] == expected, label
 
 
+def test_a_group_is_quoted_as_accuracies_and_a_drop_in_points():
+    """The sample standard deviation of 0.532 and 0.518 is 0.0099: "± 1.0" in points."""
+    assert comparison.describe([0.532, 0.518]) == "52.5% ± 1.0 (2 seeds)"
+    assert comparison.describe([0.532]) == "53.2% (1 run)"
+    assert comparison.describe_drop([0.136, 0.122]) == "12.9 ± 1.0 points (2 seeds)"
+    assert comparison.describe_drop([-0.018]) == "-1.8 points (1 run)"
+    assert comparison.describe_drop([]) == "no runs"
+
+
 def test_gains_are_measured_from_each_runs_random_encoder():
     lines = [
         line(0.55, 0.40, method="byol"),

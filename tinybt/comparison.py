@@ -160,6 +160,17 @@ def describe(values):
     return f"{mean:.1%} ± {100 * spread:.1f} ({len(values)} seeds)"
 
 
+def describe_drop(values):
+    """ "13.6 ± 0.8 points (2 seeds)": a group of drops, each the difference of two accuracies of
+    one seed, quoted in points (of accuracy, not a percentage of it)."""
+    mean, spread = mean_and_spread(values)
+    if not values:
+        return "no runs"
+    if spread is None:
+        return f"{100 * mean:.1f} points (1 run)"
+    return f"{100 * mean:.1f} ± {100 * spread:.1f} points ({len(values)} seeds)"
+
+
 # ----- whether each method learns -----
 LEARNS = 0.10  # a method learns: 10 points of linear accuracy over its random-initialised encoder
 
@@ -253,10 +264,10 @@ def claim_2(augmentations, removed=CROP_AND_FLIP):
     }
     result = compare(drops["barlow"], drops["byol"])
     verdict = {"higher": SUPPORTED, "same": NOT_SUPPORTED, "lower": NOT_SUPPORTED}
-    simclr = f", SimCLR {describe(drops['simclr'])}" if drops["simclr"] else ""
+    simclr = f", SimCLR {describe_drop(drops['simclr'])}" if drops["simclr"] else ""
     evidence = (
-        f"drop from all augmentations to {removed}: Barlow Twins {describe(drops['barlow'])}, "
-        f"BYOL {describe(drops['byol'])}{simclr}: Barlow Twins' drop is {result}"
+        f"drop from all augmentations to {removed}: Barlow Twins {describe_drop(drops['barlow'])}, "
+        f"BYOL {describe_drop(drops['byol'])}{simclr}: Barlow Twins' drop is {result}"
     )
     return _verdict(2, verdict.get(result, INCONCLUSIVE), evidence)
 
@@ -380,8 +391,8 @@ def claim_7(batch):
     holds = compare(list(at["barlow", small].values()), list(at["barlow", large].values()))
     simclr_drops_more = compare(drops["simclr"], drops["barlow"])
     numbers = (
-        f"drop from batch {large} to {small}: Barlow Twins {describe(drops['barlow'])}, "
-        f"SimCLR {describe(drops['simclr'])}, BYOL {describe(drops['byol'])}"
+        f"drop from batch {large} to {small}: Barlow Twins {describe_drop(drops['barlow'])}, "
+        f"SimCLR {describe_drop(drops['simclr'])}, BYOL {describe_drop(drops['byol'])}"
     )
     parts = {
         f"Barlow Twins at batch {small}, against itself at {large}": _part(
@@ -417,8 +428,8 @@ def claim_8(sweeps):
     numbers = (
         f"hybrid {describe(curves[BARLOW_HYBRID][largest])} at D = {largest} (Barlow Twins "
         f"{describe(curves['barlow'][largest])}); drop to crop and flip only: hybrid "
-        f"{describe(drops[BARLOW_HYBRID])}, BYOL {describe(drops['byol'])}, Barlow Twins "
-        f"{describe(drops['barlow'])}; at D = {smallest} hybrid "
+        f"{describe_drop(drops[BARLOW_HYBRID])}, BYOL {describe_drop(drops['byol'])}, Barlow Twins "
+        f"{describe_drop(drops['barlow'])}; at D = {smallest} hybrid "
         f"{describe(curves[BARLOW_HYBRID][smallest])}, BYOL "
         f"{describe(curves['byol'][smallest])}"
     )
