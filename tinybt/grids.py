@@ -64,7 +64,13 @@ evaluation, about 700 s a run on average:
     sweeps-cifar   54 runs x ~700 s                        ~37,800 s
     budget, seed 1  5 runs x 1,365-1,869 s (seed 0's)       ~ 8,300 s
                                                    ~46,000 s: about 6 h 20 min as two
-                                                   processes, spread over sessions
+                                                   processes, spread over sessions. Measured
+                                                   when they ran: sweeps-cifar's runs 41,700
+                                                   s (a few resumed from a checkpoint count
+                                                   only their last part), budget's seed 1
+                                                   12,200 s (beside other work, 2,069-2,936
+                                                   s a run): about 7 h 30 min as two
+                                                   processes
 
 What sweeps-cifar cuts to fit: "no colour jitter" alone (crop and flip only is the removal
 claim 2 is judged on); D beyond 2048 (the paper goes to 16,384) and the hidden layers' width
