@@ -7,6 +7,7 @@ arrays with `backend.xp()` and compare them on the host with `to_host`.
 import contextlib
 import http.server
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import pytest
 
 from tinybt import backend
 from tinybt.exercises import MARKER_SPELLING
+
+# Decoded image folders are cached (tinybt/data/cache.py): never in the checkout during tests.
+os.environ["TINYBT_CACHE"] = tempfile.mkdtemp(prefix="tinybt-test-cache-")
 
 SHARED_CIFAR = (
     Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar-10-python-subset.tar.gz"

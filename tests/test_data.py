@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from tinybt.data import Dataset, channel_stats, cifar10, load_dataset, shapes
+from tinybt.data.cache import to_rgb
 from tinybt.data.download import download
-from tinybt.data.folder import to_rgb
 from tinybt.errors import TinyBTError
 
 from .conftest import local_server

@@ -84,6 +84,9 @@ class CommonConfig:
         False, "train and test on images with pixels moved by one fixed random permutation"
     )
     snapshot_size: int = option(256, "held-out images whose C is snapshotted during training")
+    monitor_every: int = option(
+        5, "every K epochs, kNN accuracy of held-out images on a training sample (0: never)"
+    )
     evaluate: bool = option(True, "kNN and linear probe at the end, beside a random encoder")
     out: str = option("runs/shapes", "the run's folder: checkpoint, metrics, figures")
 
@@ -190,7 +193,9 @@ def validate(config):
             raise TinyBTError(
                 f"--{_flag(name)} {getattr(config, name)!r} is not one of {', '.join(allowed)}"
             )
-    lowest = dict(epochs=1, batch_size=2, blocks=1, snapshot_size=2, train_size=0, seed=0)
+    lowest = dict(
+        epochs=1, batch_size=2, blocks=1, snapshot_size=2, train_size=0, seed=0, monitor_every=0
+    )
     for name, least in lowest.items():
         if getattr(config, name) < least:
             why = " (batch statistics need two images)" if least == 2 else ""

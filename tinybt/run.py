@@ -43,6 +43,7 @@ from tinybt.checkpoint import (
 from tinybt.errors import TinyBTError
 from tinybt.evaluation import evaluate_run
 from tinybt.model import count_parameters, parse_dims
+from tinybt.monitor import monitor_accuracy, monitor_sample
 from tinybt.optim import warmup_cosine
 from tinybt.recipe import (
     build_augment,
@@ -121,8 +122,12 @@ class Run:
         config = self.config
         self.checkpoint_path = self.out / "checkpoint.npz"
 
-        self.train_set = load_split(config, "train") if train_set is None else train_set
-        self.test_set = load_split(config, "test")
+        # Process 0 reads (or decodes and caches) the images and sends them to the others, so
+        # every process trains on the same images and a cache is built once.
+        if train_set is None:
+            train_set = distributed.on_process_zero(load_split, config, "train")
+        self.train_set = train_set
+        self.test_set = distributed.on_process_zero(load_split, config, "test")
         self.augment = build_augment(config, self.train_set.mean, self.train_set.std)
         self.model = build_model(config)
         self.optimizer = build_optimizer(config, self.model)
@@ -139,6 +144,9 @@ class Run:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.snapshot_at = snapshot_steps(self.total_steps)
         self.snapshot_views = self._snapshot_views() if self.writer else None
+        self.monitor = None  # the images the kNN monitor measures, on process 0
+        if config.monitor_every and self.writer:
+            self.monitor = monitor_sample(self.train_set, self.test_set, config.seed)
 
         # where the run stands; replaced from the checkpoint when resuming
         self.epoch, self.batch, self.order = 0, 0, None
@@ -320,17 +328,24 @@ class Run:
                 "images_per_second": self.steps_per_epoch * self.config.batch_size / seconds,
             }
         )
+        if self.monitor is not None and record["epoch"] % self.config.monitor_every == 0:
+            began = time.perf_counter()
+            record["knn_monitor"] = monitor_accuracy(self.model.encoder, self.monitor)
+            record["monitor_seconds"] = time.perf_counter() - began
         if self.writer:
             with open(self.out / "metrics.jsonl", "a") as file:
                 file.write(json.dumps(record) + "\n")
         parts = ", ".join(f"{name} {record[name]:.3f}" for name in self.sums if name != "loss")
+        knn = f", kNN monitor {100 * record['knn_monitor']:.1f}%" if "knn_monitor" in record else ""
         self.epoch, self.batch, self.order, self.sums = self.epoch + 1, 0, None, {}
         self.save()  # before the line is printed: a closed terminal must not lose the epoch
         self._save_snapshots(figure=False)
         self.log(
             f"epoch {record['epoch']}: loss {record['loss']:.3f}{f' ({parts})' if parts else ''}"
-            f", {record['images_per_second']:.0f} img/s"
+            f", {record['images_per_second']:.0f} img/s{knn}"
         )
+        if knn:
+            viz.save_training_curves(self.metrics(), self.out / "training.png")
 
     def _check_finite(self, loss, step):
         """Stop at the first quantity that overflowed in step `step`, in the order the step

@@ -7,6 +7,7 @@ Files a run writes to its folder (tinybt/run.py writes them):
     snapshots.npz       C on a fixed held-out batch at log-spaced steps (steps, matrices)
     cross_correlation.png / .gif   those snapshots, converging to the identity
     evaluation.json     kNN and linear-probe accuracy, learned vs random encoder
+    training.png        the loss and the kNN monitor's accuracy against epochs
     run.lock            while a process trains there: its process id
 
 The lock. A process holds a lock file by holding an exclusive `fcntl.flock` on it, from `claim`
@@ -38,6 +39,7 @@ RUN_FILES = (
     "cross_correlation.png",
     "cross_correlation.gif",
     "evaluation.json",
+    "training.png",
 )
 LOCK = "run.lock"  # while a process trains in the folder: its id
 

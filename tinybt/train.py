@@ -112,9 +112,10 @@ def main(argv=None):
     if not result["run"].writer:
         return 0
     evaluation = result["evaluation"]
+    curves = ", training.png" if (result["run"].out / "training.png").exists() else ""
     print(
         f"wrote {config.out}/ (checkpoint.npz, metrics.jsonl, snapshots.npz, "
-        f"cross_correlation.png/.gif{', evaluation.json' if evaluation else ''})"
+        f"cross_correlation.png/.gif{curves}{', evaluation.json' if evaluation else ''})"
     )
     return 0
 

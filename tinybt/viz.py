@@ -132,3 +132,23 @@ def save_cross_correlation_gif(steps, matrices, path, size=64, scale=4, millisec
         image = Image.fromarray((rgb * 255).astype(np.uint8))
         frames.append(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=milliseconds, loop=0)
+
+
+def save_training_curves(records, path):
+    """Write a PNG of the loss (left) and the kNN monitor's accuracy (right) against epochs.
+
+    records: the run's metrics.jsonl lines; those with "knn_monitor" are the monitor's points.
+    """
+    figure = _new_figure(9, 3.2)
+    loss_axes, knn_axes = figure.subplots(1, 2)
+    loss_axes.plot([r["epoch"] for r in records], [r["loss"] for r in records], color="C0")
+    loss_axes.set(xlabel="epoch", ylabel="training loss", title="loss")
+    monitored = [r for r in records if "knn_monitor" in r]
+    epochs = [r["epoch"] for r in monitored]
+    knn_axes.plot(epochs, [100 * r["knn_monitor"] for r in monitored], "o-", color="C1")
+    knn_axes.set(xlabel="epoch", ylabel="kNN accuracy (%)", title="kNN monitor (held-out sample)")
+    for axes in (loss_axes, knn_axes):
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
