@@ -270,3 +270,30 @@ def test_a_mistake_on_the_command_line_is_printed_once():
             printed.append(result.stdout + result.stderr)
         assert printed[0] and not printed[1], printed
     assert printed[0].startswith("usage: python -m tinybt.train")
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_two_processes_train_on_an_archive_decoded_once(tmp_path, monkeypatch):
+    """Process 0 decodes the archive (one cache file) and sends the images to the other, and
+    the two processes train the one-process run on them."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    for name in ("cat", "dog"):
+        (folder / name).mkdir(parents=True)
+        for index in range(90):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{index}.png")
+    archive = tmp_path / "photos.tar.gz"
+    subprocess.run(["tar", "czf", str(archive), "-C", str(tmp_path), "photos"], check=True)
+    options = {"dataset": "folder", "snapshot_size": 8}
+    monkeypatch.setenv("TINYBT_CACHE", str(tmp_path / "one-cache"))
+    one, two = tmp_path / "one", tmp_path / "two"
+    train(Config.preset("tiny", **run_options(archive, one, **options)), progress=False, log=None)
+    monkeypatch.setenv("TINYBT_CACHE", str(tmp_path / "two-cache"))
+    status, _, err = finish(launch(2, *training(run_options(archive, two, **options))))
+    assert status == 0, err
+    assert len(list((tmp_path / "two-cache").iterdir())) == 1
+    np.testing.assert_allclose(losses(two), losses(one), rtol=LOSS_RTOL)
