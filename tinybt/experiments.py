@@ -24,6 +24,7 @@ import os
 import sys
 
 from tinybt.comparison import shapes_verdicts, verdicts
+from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.grids import (
     CIFAR_SUBSET,
@@ -75,6 +76,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    refuse_launcher(
+        "tinybt.experiments",
+        "each run of a grid trains as one process; several copies would train different runs "
+        "while summing their gradients, and record wrong results",
+    )
     args = parse_args(argv)
     root = args.root or ("runs/experiments-fast" if args.fast else "results/experiments")
     try:
