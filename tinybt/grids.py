@@ -108,6 +108,7 @@ tolerant of a torn last line. So:
   appended, and every line is appended in one write that starts on a fresh line.
 """
 
+import errno
 import json
 import os
 import time
@@ -390,12 +391,34 @@ def read_results(path, fast=False):
 def append_result(path, line):
     """Append `line` (a dict) to the record at `path` as one JSON line. Processes sharing the
     record take turns (a flock on it): each cuts off a torn last line, or ends a complete last
-    line that lacks its newline, so its line starts on a fresh line, then appends it in one
-    write."""
+    line that lacks its newline, so its line starts on a fresh line, then appends it whole.
+    A write that fails part way (a full disk) is cut back off, so the record keeps only whole
+    lines, and raised as a one-line TinyBTError."""
     with open(path, "a+b") as file:
         wait_to_hold(file)
-        _repair_tail(file)
-        os.write(file.fileno(), (json.dumps(line) + "\n").encode())
+        try:
+            _repair_tail(file)
+            end = file.seek(0, os.SEEK_END)
+            try:
+                _write_all(file, (json.dumps(line) + "\n").encode())
+            except OSError:
+                file.truncate(end)
+                raise
+        except OSError as error:
+            raise TinyBTError(
+                f"could not write a run's line to {path} ({error.strerror or error}): "
+                "free some space and run the grid again (the run is not recorded)"
+            ) from None
+
+
+def _write_all(file, data):
+    """Write all of `data` at the end of `file`: os.write may write only part of it (a disk
+    that fills up), and says so only in the count it returns."""
+    while data:
+        written = os.write(file.fileno(), data)
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        data = data[written:]
 
 
 def _repair_tail(file):
@@ -410,7 +433,7 @@ def _repair_tail(file):
     except ValueError:  # torn: cut it off
         file.truncate(start)
         return
-    os.write(file.fileno(), b"\n")  # complete, only its newline missing
+    _write_all(file, b"\n")  # complete, only its newline missing
 
 
 # ----- running a grid -----
