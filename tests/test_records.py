@@ -6,11 +6,17 @@ import errno
 import importlib
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
 from tinybt.errors import TinyBTError
-from tinybt.grids import append_result
+from tinybt.grids import GRIDS, append_result, check_record, grid, read_results
 
 ONE_PROCESS_PROGRAMS = ("experiments", "evaluate", "book", "exercises")
 
@@ -59,3 +65,93 @@ def test_a_full_disk_leaves_no_torn_fragment(tmp_path, monkeypatch):
         append_result(path, {"name": "second", "evaluation": {}})
     assert "\n" not in str(error.value)
     assert path.read_text() == '{"name": "first"}\n'
+
+
+RECORDS = Path(__file__).resolve().parents[1] / "results" / "experiments"
+
+
+def a_bad_copy(tmp_path, change):
+    """A copy of the committed records whose methods record has its first line passed through
+    `change` (a function of the line, returning what to write instead)."""
+    root = tmp_path / "experiments"
+    root.mkdir()
+    for path in RECORDS.glob("*.jsonl"):
+        shutil.copy(path, root / path.name)
+    path = root / "methods.jsonl"
+    lines = path.read_text().splitlines()
+    lines[0] = json.dumps(change(json.loads(lines[0])))
+    path.write_text("\n".join(lines) + "\n")
+    return root, path
+
+
+def changed(keys, value):
+    """A change that sets the field at `keys` (a path of keys) to `value`, or deletes it when
+    `value` is DELETE."""
+
+    def change(line):
+        inner = line
+        for key in keys[:-1]:
+            inner = inner[key]
+        if value is DELETE:
+            del inner[keys[-1]]
+        else:
+            inner[keys[-1]] = value
+        return line
+
+    return change
+
+
+DELETE = object()
+LEARNED_LINEAR = ("evaluation", "learned", "linear")
+BAD_LINES = {
+    "a NaN accuracy": changed(LEARNED_LINEAR, float("nan")),
+    "a percentage accuracy": changed(LEARNED_LINEAR, 56.2),
+    "a negative accuracy": changed(LEARNED_LINEAR, -0.1),
+    "an accuracy as a string": changed(("evaluation", "random_init", "knn"), "0.3"),
+    "a seed as a string": changed(("tags", "seed"), "0"),
+    "a seed that is not the config's": changed(("tags", "seed"), 7),
+    "a method that is not the config's": changed(("tags", "method"), "barlow-ema"),
+    "a tag nothing makes": changed(("tags", "colur"), "colour jitter"),
+    "no name": changed(("name",), DELETE),
+    "no tags": changed(("tags",), DELETE),
+    "no evaluation": changed(("evaluation",), DELETE),
+    "no learned accuracies": changed(("evaluation", "learned"), DELETE),
+    "learned accuracies as a list": changed(("evaluation", "learned"), [0.5, 0.5]),
+    "a null line": lambda line: None,
+    "a bare number": lambda line: 0.5,
+}
+
+
+@pytest.mark.parametrize("change", BAD_LINES.values(), ids=BAD_LINES)
+def test_a_bad_line_is_refused_naming_its_file_and_line(change, tmp_path):
+    root, path = a_bad_copy(tmp_path, change)
+    with pytest.raises(TinyBTError, match=f"^line 1 of {re.escape(str(path))} ") as error:
+        read_results(path)
+    assert "\n" not in str(error.value)
+
+
+def test_verdicts_stop_in_one_line_on_a_bad_line(tmp_path):
+    root, path = a_bad_copy(tmp_path, BAD_LINES["a percentage accuracy"])
+    done = subprocess.run(
+        [sys.executable, "-m", "tinybt.experiments", "verdicts", "--root", str(root)],
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(f"error: line 1 of {path} has evaluation.learned.linear 56.2")
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("record", sorted(RECORDS.glob("*.jsonl")), ids=lambda path: path.name)
+def test_the_committed_records_follow_the_schema(record):
+    assert read_results(record)
+
+
+def test_every_run_of_every_grid_has_the_tags_its_config_implies():
+    for fast in (False, True):
+        for name in GRIDS:
+            for run, (tags, config) in grid(name, fast).items():
+                line = {"name": run, "tags": tags, "config": asdict(config), "evaluation": {}}
+                accuracies = {"knn": 0.5, "linear": 0.5}
+                line["evaluation"] = {"learned": accuracies, "random_init": accuracies}
+                check_record(line, f"{name}/{run}")
