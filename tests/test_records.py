@@ -155,3 +155,12 @@ def test_every_run_of_every_grid_has_the_tags_its_config_implies():
                 accuracies = {"knn": 0.5, "linear": 0.5}
                 line["evaluation"] = {"learned": accuracies, "random_init": accuracies}
                 check_record(line, f"{name}/{run}")
+
+
+def test_a_bad_line_is_named_by_its_number_in_the_file(tmp_path):
+    root, path = a_bad_copy(tmp_path, lambda line: line)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace('"seed": 0', '"seed": "0"', 1)
+    path.write_text("\n\n".join(lines) + "\n")  # blank lines between: line 3 is line 5
+    with pytest.raises(TinyBTError, match=f"^line 5 of {re.escape(str(path))} has tags.seed"):
+        read_results(path)

@@ -122,7 +122,7 @@ from tinybt.errors import TinyBTError
 from tinybt.methods import METHODS
 from tinybt.recipe import Config
 from tinybt.run import train
-from tinybt.runfolder import claim, held_by_another, read_metrics, release, wait_to_hold
+from tinybt.runfolder import claim, held_by_another, numbered_lines, release, wait_to_hold
 from tinybt.tags import (
     ALL_AUGMENTATIONS,
     BARLOW_EMA,
@@ -373,7 +373,7 @@ def read_results(path, fast=False):
     if path.is_dir():
         raise TinyBTError(f"{path} is a folder, not a grid's record: move it out of the way")
     lines, names = [], set()
-    for number, line in enumerate(read_metrics(path), 1):
+    for number, line in numbered_lines(path):
         if isinstance(line, dict) and "error" in line and "evaluation" not in line:
             continue
         check_record(line, f"line {number} of {path}")
