@@ -97,7 +97,7 @@ the real grid.
 Each run is trained in its own folder, <root>/<grid>/<name>/, and the grid's record is
 <root>/<grid>.jsonl, under one rule: one JSON line per finished, evaluated run (its name, tags,
 configuration, last epoch's metrics, evaluation and seconds), unique by name, read back
-tolerant of a torn last line. So:
+tolerant of a torn last line and checked against one schema (`check_record`). So:
 - a run whose line is there is done and skipped; a run another process is training holds a
   lock file, <root>/<grid>/<name>.lock (tinybt/runfolder.py), and is skipped too;
 - a run that fails (its data cannot be read, training diverges) writes no line: it is reported,
