@@ -219,26 +219,33 @@ def test_the_program_exits_non_zero_and_records_nothing_when_runs_fail(tmp_path)
     assert "1 to do" in listed.stdout, "a failed run is still to do"
 
 
+def finished(name):
+    """The smallest line a record takes: a finished run's name, tags and evaluation."""
+    accuracies = {"knn": 0.5, "linear": 0.5}
+    evaluation = {"learned": accuracies, "random_init": accuracies}
+    return {"name": name, "tags": {"method": "barlow", "seed": 0}, "evaluation": evaluation}
+
+
 @pytest.mark.parametrize(
     "tail, kept",
     [
         ('{"name": "torn', 1),  # a process killed while writing: cut off
-        ('{"name": "whole", "evaluation": {}}', 2),  # complete, only its newline missing: kept
+        (json.dumps(finished("whole")), 2),  # complete, only its newline missing: kept
         ("", 1),
     ],
 )
 def test_every_append_starts_on_a_fresh_line(tmp_path, tail, kept):
     path = tmp_path / "grid.jsonl"
-    path.write_text('{"name": "first", "evaluation": {}}\n' + tail)
-    append_result(path, {"name": "next", "evaluation": {}})
-    assert path.read_text().endswith('{"name": "next", "evaluation": {}}\n')
+    path.write_text(json.dumps(finished("first")) + "\n" + tail)
+    append_result(path, finished("next"))
+    assert path.read_text().endswith(json.dumps(finished("next")) + "\n")
     assert [line["name"] for line in read_results(path)][-1] == "next"
     assert len(read_results(path)) == kept + 1
 
 
 def _append_many(path, worker, count):
     for index in range(count):
-        append_result(path, {"name": f"{worker}-{index}", "evaluation": {}})
+        append_result(path, finished(f"{worker}-{index}"))
 
 
 def test_processes_appending_together_lose_no_line(tmp_path):
@@ -267,9 +274,9 @@ def test_a_torn_record_does_not_swallow_the_next_run(tmp_path):
 
 def test_a_record_refuses_repeated_runs_and_failed_lines_do_not_count(tmp_path):
     path = tmp_path / "grid.jsonl"
-    path.write_text('{"name": "a", "error": "diverged"}\n{"name": "a", "evaluation": {}}\n')
+    path.write_text('{"name": "a", "error": "diverged"}\n' + json.dumps(finished("a")) + "\n")
     assert [line["name"] for line in read_results(path)] == ["a"]
-    append_result(path, {"name": "a", "evaluation": {}})
+    append_result(path, finished("a"))
     with pytest.raises(TinyBTError, match="line 3 of .* repeats run a"):
         read_results(path)
 

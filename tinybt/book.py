@@ -24,6 +24,8 @@ from pathlib import Path
 import nbclient
 import nbformat
 
+from tinybt.distributed import refuse_launcher
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 # How long each notebook takes in the full configuration, kernel start included, as this
 # command measured it on a 2-core CPU; "~" marks an estimate. 05-11 were measured while other
@@ -143,6 +145,9 @@ def render(path):
 
 
 def main(argv=None):
+    refuse_launcher(
+        "tinybt.book", "every copy would render the same notebooks and write them at once"
+    )
     parser = argparse.ArgumentParser(
         prog="python -m tinybt.book",
         description="Re-render the notebooks in place, in order, with the outputs of their "

@@ -75,6 +75,17 @@ def launched_size():
     return 1
 
 
+def refuse_launcher(program, reason):
+    """Stop, in one line (status 2), a program that works as one process when a launcher
+    started several copies of it: they would each do the whole work side by side, or, through
+    the training step, sum gradients across different jobs. `reason` says what would go wrong."""
+    if launched_size() > 1:
+        sys.stderr.write(
+            f"error: python -m {program} runs as one process: start it without mpiexec ({reason})\n"
+        )
+        raise SystemExit(2)
+
+
 def launched_rank():
     """This process's number as the launcher gave it (0 when no launcher started this one)."""
     for name in LAUNCHER_RANKS:

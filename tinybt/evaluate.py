@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tinybt import backend
 from tinybt.checkpoint import load_checkpoint
+from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.evaluation import evaluate_run
 from tinybt.recipe import Config, build_model, load_split, stored_data_dir, validate
@@ -61,6 +62,9 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
 
 
 def main(argv=None):
+    refuse_launcher(
+        "tinybt.evaluate", "every copy would evaluate the whole encoder, each printing the same"
+    )
     parser = OneLineArgumentParser(
         prog="python -m tinybt.evaluate",
         description="kNN and linear-probe accuracy of a run's encoder, beside a random one.",

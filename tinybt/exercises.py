@@ -30,6 +30,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 
 # Every task, in the order a learner should do them (later tasks use the earlier ones).
@@ -494,6 +495,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    refuse_launcher(
+        "tinybt.exercises", "every copy would write or check the same learner's folder at once"
+    )
     args = parse_args(argv)
     try:
         if args.command == "list":

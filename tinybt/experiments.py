@@ -9,6 +9,9 @@ has started:
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
 
+(started so, side by side, not by mpiexec: its copies would sum gradients across different
+runs, so the program refuses a launcher).
+
 Results: one JSON line per finished, evaluated run in <root>/<grid>.jsonl (default root
 results/experiments), read by notebook 10 and by
 
@@ -17,13 +20,15 @@ results/experiments), read by notebook 10 and by
 which prints each claim's verdict, the runs it used, its numbers, and the runs still missing;
 then claims 2, 4 and 5 as the shapes grids judge them.
 Exit status: 0; 1 when runs failed (each is reported, none recorded) or, for verdicts, when
-runs are missing; 2 for bad input.
+runs are missing; 2 for bad input (a record's line that breaks the schema of
+tinybt.grids.check_record included, named by its file and line).
 """
 
 import os
 import sys
 
 from tinybt.comparison import shapes_verdicts, verdicts
+from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.grids import (
     CIFAR_SUBSET,
@@ -75,6 +80,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    refuse_launcher(
+        "tinybt.experiments",
+        "each run of a grid trains as one process; several copies would train different runs "
+        "while summing their gradients, and record wrong results",
+    )
     args = parse_args(argv)
     root = args.root or ("runs/experiments-fast" if args.fast else "results/experiments")
     try:

@@ -247,16 +247,22 @@ def checkpoint_to_resume(out):
 def read_metrics(path):
     """The per-epoch records of metrics.jsonl. A torn last line (the process was killed while
     writing it) is dropped: the checkpoint, written after it, knows where the run stands."""
+    return [record for _, record in numbered_lines(path)]
+
+
+def numbered_lines(path):
+    """(line number in the file, record) for each JSON line of `path` ([] if it does not
+    exist), as `read_metrics` reads them: blank lines skipped, a torn last line dropped."""
     path = Path(path)
     if not path.exists():
         return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
     records = []
-    for number, line in enumerate(lines, 1):
+    for index, (number, line) in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
+            records.append((number, json.loads(line)))
         except json.JSONDecodeError:
-            if number < len(lines):
+            if index < len(lines):
                 raise TinyBTError(
                     f"line {number} of {path} is not JSON: repair or delete that line"
                 ) from None
