@@ -5,8 +5,15 @@ module rebuilds the run's starting network from its configuration, which the pro
 nothing of. `python -m tinybt.evaluate` and the end of every run (tinybt/run.py) call it.
 """
 
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from tinybt import backend
+from tinybt.checkpoint import load_checkpoint
+from tinybt.errors import TinyBTError
 from tinybt.probe import evaluate_encoder, format_table
-from tinybt.recipe import build_model
+from tinybt.recipe import Config, build_model, validate
 
 TOO_CLOSE = 0.02  # a learned encoder this close to its random start has not learnt yet
 
@@ -34,3 +41,25 @@ def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print
     if log:
         log(format_table(result))
     return result
+
+
+def load_trained(path, backend_name=None):
+    """(model, config, meta) of the run whose folder (or checkpoint.npz) is `path`: its network
+    rebuilt from the configuration stored in the checkpoint, with the trained weights, on the
+    backend `backend_name`, else TINYBT_BACKEND, else the run's own."""
+    path = Path(path)
+    checkpoint = path / "checkpoint.npz" if path.is_dir() else path
+    model_state, _, meta = load_checkpoint(checkpoint)
+    try:
+        config = Config(**meta["config"])
+    except (KeyError, TypeError):  # no configuration, or one with other fields
+        raise TinyBTError(
+            f"{checkpoint} was written by another version of tinybt: use it with that one"
+        ) from None
+    backend_name = backend_name or os.environ.get("TINYBT_BACKEND") or config.backend
+    config = replace(config, backend=backend_name)
+    validate(config)
+    backend.set_backend(config.backend)
+    model = build_model(config)
+    model.load_state_dict(model_state)
+    return model, config, meta

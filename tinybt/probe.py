@@ -21,20 +21,36 @@ from tinybt.tensor import Tensor, no_grad
 
 
 def extract_features(encoder, dataset, batch_size=500):
-    """Frozen features y = encoder(x) of every image of `dataset`, in order -> (N, F) array.
+    """Frozen features y = encoder(x) of every image of `dataset`, in order -> (N, F) array,
+    the images normalised with the dataset's mean and std (its training split's)."""
+    return features_of(encoder, dataset.images, dataset.mean, dataset.std, batch_size)
 
-    The images are normalised with the dataset's mean and std (its training split's). In
-    evaluation mode batch norm uses its running statistics, so a feature does not depend on
+
+def features_of(encoder, images, mean, std, batch_size=500):
+    """Frozen features of uint8 images (N, H, W, 3), normalised with `mean` and `std` (3,) ->
+    (N, F) array on the backend.
+
+    In evaluation mode batch norm uses its running statistics, so a feature does not depend on
     which other images share its batch.
     """
     encoder.eval()
     features = []
     with no_grad():
-        for images, _ in dataset.batches(batch_size, drop_last=False):
-            x = to_model_input(backend.to_device(images), dataset.mean, dataset.std)
-            features.append(encoder(Tensor(x)).data)
+        for start in range(0, len(images), batch_size):
+            batch = backend.to_device(images[start : start + batch_size])
+            features.append(encoder(Tensor(to_model_input(batch, mean, std))).data)
     encoder.train()
     return backend.get_array_module(features[0]).concatenate(features)
+
+
+def nearest_neighbours(features, queries, k):
+    """int (len(queries), k): the rows of `features` (N, F) most similar (cosine) to each row
+    `queries` of it, the most similar first, the query itself left out."""
+    xp = backend.get_array_module(features)
+    unit = _unit_rows(features)
+    similarity = unit[queries] @ unit.T  # (Q, N)
+    similarity[xp.arange(len(queries)), queries] = -xp.inf
+    return backend.to_host(xp.argsort(-similarity, axis=1)[:, :k])
 
 
 def knn_accuracy(

@@ -152,3 +152,27 @@ def save_training_curves(records, path):
         axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+
+
+def save_neighbours(images, queries, neighbours, path, titles=None):
+    """Write a PNG: one row per query image, then its nearest neighbours, most similar first.
+
+    images      uint8 (N, H, W, 3), every image the rows index
+    queries     int (Q,): the query images' rows
+    neighbours  int (Q, K): each query's neighbours' rows (tinybt.probe.nearest_neighbours)
+    titles      a title per image (its class, say), or None
+    """
+    count = neighbours.shape[1] + 1
+    figure = _new_figure(CELL_INCHES * count, CELL_INCHES * len(queries))
+    axes = np.array(figure.subplots(len(queries), count, squeeze=False))
+    for row, (query, near) in enumerate(zip(queries, neighbours, strict=True)):
+        for column, index in enumerate([query, *near]):
+            axis = axes[row, column]
+            axis.imshow(images[index])
+            label = "query" if column == 0 else f"{column}."
+            if titles is not None:
+                label += f" {titles[index]}"
+            axis.set_title(label, fontsize=8)
+            axis.set_axis_off()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)

@@ -117,3 +117,27 @@ def _split_every(files, test_every):
             "or a smaller test_every"
         )
     return split
+
+
+def read_all(data_dir, size=32):
+    """Every image of the folder or archive `data_dir`, whatever its layout, in sorted order of
+    its name: (names, uint8 images (N, size, size, 3), labels (N,) or None, classes or None).
+
+    Labels are given where every image sits in a class folder (root/class/... or
+    root/train|test/class/...), numbered in sorted order of the class names.
+    """
+    files = ImageFiles(data_dir)
+    names, folders, images = decoded_images(files, size)
+    if not names:
+        raise TinyBTError(
+            f"{files.describe()} holds no images ({', '.join(sorted(EXTENSIONS))}): "
+            "give a folder of images or an archive of one"
+        )
+    split = "train" in folders and "test" in folders
+    depth = 2 if split else 1  # where the class folder is in an image's path
+    parts = [name.split("/") for name in names]
+    if any(len(p) <= depth for p in parts):  # an image outside any class folder
+        return names, images, None, None
+    classes = sorted({p[depth - 1] for p in parts})
+    labels = np.array([classes.index(p[depth - 1]) for p in parts], dtype=np.int64)
+    return names, images, labels, classes
