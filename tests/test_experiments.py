@@ -606,7 +606,7 @@ BUDGET_ROWS = {
 
 
 def in_points(values, percent):
-    """A cell of docs/CLAIMS.md: the mean over seeds in points, "± spread" where there are two or more."""
+    """A table cell: the mean over seeds in points, "± spread" where there are two or more."""
     mean, spread = comparison.mean_and_spread(values)
     cell = f"{100 * mean:.1f}%" if percent else f"{100 * mean:+.1f}"
     return cell if spread is None else f"{cell} ± {100 * spread:.1f}"
