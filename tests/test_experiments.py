@@ -579,19 +579,22 @@ def test_a_verdict_reads_only_the_runs_its_claim_needs():
     ]
 
 
-def readme_verdicts():
-    """{claim: the verdict column} of the README's table of the claims."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    rows = [line.split(" | ") for line in readme.splitlines() if re.match(r"\| \d \| ", line)]
+CLAIMS = Path(__file__).resolve().parent.parent / "docs" / "CLAIMS.md"  # the claims, the budget
+
+
+def claims_table_verdicts():
+    """{claim: the verdict column} of docs/CLAIMS.md's table of the claims."""
+    claims = CLAIMS.read_text()
+    rows = [line.split(" | ") for line in claims.splitlines() if re.match(r"\| \d \| ", line)]
     return {int(row[0].strip("| ")): row[-1].rstrip(" |") for row in rows}
 
 
-def test_the_readme_table_states_the_verdicts_the_committed_records_give():
-    """The committed records load, and each claim's verdict in the README's table (its first
+def test_the_claims_table_states_the_verdicts_the_committed_records_give():
+    """The committed records load, and each claim's verdict in docs/CLAIMS.md's table (its first
     words) is the one they give; the shapes grids hold all their runs."""
     root = Path(__file__).resolve().parent.parent / "results" / "experiments"
     results = {name: read_results(results_path(root, name)) for name in GRIDS}
-    table = readme_verdicts()
+    table = claims_table_verdicts()
     assert sorted(table) == list(range(1, 9))
     for v in verdicts(results):
         assert table[v.claim].split(":")[0] == v.verdict, (v.claim, v.evidence)
@@ -606,23 +609,23 @@ BUDGET_ROWS = {
     "BYOL": "byol",
     "SimCLR": "simclr",
     "VICReg": "vicreg",
-}  # the README's budget table: its label of each variant of the budget grid
+}  # docs/CLAIMS.md's budget table: its label of each variant of the budget grid
 
 
 def in_points(values, percent):
-    """A README cell: the mean over seeds in points, "± spread" where there are two or more."""
+    """A table cell: the mean over seeds in points, "± spread" where there are two or more."""
     mean, spread = comparison.mean_and_spread(values)
     cell = f"{100 * mean:.1f}%" if percent else f"{100 * mean:+.1f}"
     return cell if spread is None else f"{cell} ± {100 * spread:.1f}"
 
 
-def test_the_readme_budget_table_gives_the_budget_records():
-    """Every method at the preset's budget, as the README's table quotes it: kNN, linear probe
+def test_the_budget_table_gives_the_budget_records():
+    """Every method at the preset's budget, as docs/CLAIMS.md's table quotes it: kNN, linear probe
     and the gain over the random encoder, mean ± spread over the committed runs."""
     root = Path(__file__).resolve().parent.parent / "results" / "experiments"
     budget = read_results(results_path(root, "budget"))
-    readme = (root.parent.parent / "README.md").read_text()
-    table = readme[readme.index("| method, 100 epochs |") :].split("\n\n")[0].splitlines()[2:]
+    claims = CLAIMS.read_text()
+    table = claims[claims.index("| method, 100 epochs |") :].split("\n\n")[0].splitlines()[2:]
     quoted = {row.split(" | ")[0].strip("| "): row.strip("| ").split(" | ")[1:] for row in table}
     assert sorted(quoted) == sorted(BUDGET_ROWS)
     for label, variant in BUDGET_ROWS.items():
@@ -654,18 +657,18 @@ def test_gains_are_measured_from_each_runs_random_encoder():
     assert rows[1][3] == pytest.approx(0.06) and rows[1][3] < comparison.LEARNS
 
 
-def test_the_readme_and_notebook_10_quote_the_rule_as_the_code_states_it():
+def test_the_claims_page_and_notebook_10_quote_the_rule_as_the_code_states_it():
     """One definition of when two results differ: comparison's docstring, quoted verbatim."""
     docstring = comparison.__doc__
     start = docstring.index("    Two groups of accuracies differ")
     rule = " ".join(docstring[start : docstring.index("unclear.", start) + 8].split())
     repository = Path(__file__).resolve().parent.parent
-    readme = " ".join((repository / "README.md").read_text().replace("\n>", "\n").split())
+    claims = " ".join(CLAIMS.read_text().replace("\n>", "\n").split())
     notebook = json.loads((repository / "notebooks" / "10_comparison.ipynb").read_text())
     markdown = " ".join(
         "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "markdown"
     )
-    assert rule in readme and rule in " ".join(markdown.split())
+    assert rule in claims and rule in " ".join(markdown.split())
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ needs (`needed_runs`), and only once all of them are there: with any missing it 
 inconclusive and names them. Notebook 10 draws the figures, and
 `python -m tinybt.experiments verdicts` prints the table.
 
-When two results differ (`compare`), the one rule, which the README and notebook 10 quote:
+When two results differ (`compare`), the one rule, which docs/CLAIMS.md and notebook 10 quote:
 
     Two groups of accuracies differ when their means are further apart than twice the larger
     of their spreads (the sample standard deviation over seeds), if both were measured over

@@ -16,7 +16,7 @@ two views' embeddings towards:
 
 `target` holds the target network and its moving average, shared by BYOL and by Barlow Twins
 and VICReg with --ema. A new method is one new file exporting its `METHOD` and its entry in
-the registry below (README, "Adding a method"); a method's options become fields of
+the registry below (docs/METHODS.md, "Adding a method"); a method's options become fields of
 `tinybt.recipe.Config` when the recipe is imported.
 """
 
