@@ -7,7 +7,8 @@
 
 "shapes"   generated offline from `seed` in a few seconds (tinybt/data/shapes.py), the default
 "cifar10"  the official python archive or its folder (tinybt/data/cifar10.py)
-"folder"   your own images, one subfolder per class, at `data_dir` (tinybt/data/folder.py)
+"folder"   your own images, one subfolder per class, at `data_dir`: a folder or an archive of one
+           (tinybt/data/folder.py; decoded once and cached, tinybt/data/cache.py)
 
 data/README.md says where each dataset's files go.
 """
