@@ -11,10 +11,11 @@ from tinybt.augment import to_model_input
 from tinybt.data import cifar10
 from tinybt.errors import TinyBTError
 from tinybt.export import main
+from tinybt.methods.target import WithTarget
 from tinybt.model import parse_dims
 from tinybt.recipe import Config, build_model
 from tinybt.run import train
-from tinybt.run_export import export_run
+from tinybt.run_export import export_run, write_safetensors
 from tinybt.tensor import Tensor, no_grad
 
 onnx = pytest.importorskip("onnx")
@@ -60,6 +61,7 @@ def tiny_runs(tmp_path_factory):
     for name, changes in {
         "tiny": {},
         "variant": dict(widths="4-8-12", strides="1-2-1", blocks=2, projector="16-24-8"),
+        "byol": dict(method="byol"),  # a target network: the online one is exported
     }.items():
         config = Config.preset("tiny", out=str(folder / name), evaluate=False, **changes)
         result = train(config, progress=False, log=None)
@@ -69,10 +71,10 @@ def tiny_runs(tmp_path_factory):
 
 def trained_network(run):
     _, config, model = run
-    return model, config
+    return (model.online if isinstance(model, WithTarget) else model), config
 
 
-@pytest.mark.parametrize("name", ["tiny", "variant"])
+@pytest.mark.parametrize("name", ["tiny", "variant", "byol"])
 def test_onnx_gives_the_evaluation_features(tiny_runs, tmp_path, name):
     from tinybt.recipe import load_split
 
@@ -132,7 +134,6 @@ def with_nontrivial_statistics(network, seed=1):
 def test_onnx_and_safetensors_of_the_presets_networks(tmp_path, preset, size, mean, std):
     """The shapes and cifar10 presets' networks, untrained, through both files."""
     from tinybt.onnx_export import onnx_model
-    from tinybt.run_export import _safetensors_writer
 
     backend.set_backend("numpy")
     config = Config.preset(preset)
@@ -148,7 +149,7 @@ def test_onnx_and_safetensors_of_the_presets_networks(tmp_path, preset, size, me
     assert_close(got_embeddings, embeddings)
 
     path = tmp_path / "net.safetensors"
-    _safetensors_writer()(path, network.encoder, config, mean, std, size, network.projector)
+    write_safetensors(path, network.encoder, config, mean, std, size, network.projector)
     got_features, got_embeddings = torch_outputs(path, images, head=True)
     assert_close(got_features, features)
     assert_close(got_embeddings, embeddings)

@@ -12,6 +12,7 @@ scale): resize them to H x W first.
 """
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def onnx_model(encoder, config, mean, std, image_size, projector=None, version="
         model,
         {
             "method": config.method,
-            "config": json.dumps(config.__dict__),
+            "config": json.dumps(asdict(config)),
             "tinybt_version": version,
             "mean": json.dumps([float(v) for v in mean]),
             "std": json.dumps([float(v) for v in std]),

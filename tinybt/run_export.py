@@ -6,6 +6,7 @@ writes the file its suffix names: tinybt/onnx_export.py and tinybt/safetensors_e
 say what each holds. `python -m tinybt.export` drives it.
 """
 
+import importlib
 import os
 import tempfile
 from dataclasses import replace
@@ -15,9 +16,9 @@ from pathlib import Path
 from tinybt import backend
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
+from tinybt.methods.target import WithTarget
 from tinybt.recipe import Config, build_model, load_split, stored_data_dir, validate
 
-SUFFIXES = (".onnx", ".safetensors")
 HEADS = ("none", "projector")
 EXTRA = 'install the export extra: pip install -e ".[export]"'
 
@@ -27,11 +28,12 @@ def export_run(run, to, head="none", unfinished=False, data_dir=None):
     .safetensors); head="projector" adds the projector. An unfinished run (fewer epochs done
     than configured) is refused unless `unfinished`. Returns the path written."""
     to = Path(to)
-    if to.suffix not in SUFFIXES:
+    if to.suffix not in WRITERS:
         raise TinyBTError(f"--to {to} has an unknown suffix: give a .onnx or .safetensors file")
     if head not in HEADS:
         raise TinyBTError(f"--head {head} is not one of {', '.join(HEADS)}")
-    write = _onnx_writer() if to.suffix == ".onnx" else _safetensors_writer()
+    write, package = WRITERS[to.suffix]
+    _require(package, to)  # before the run is read: a missing package is answered at once
     run = Path(run)
     checkpoint = run / "checkpoint.npz" if run.is_dir() else run
     model_state, _, meta = load_checkpoint(checkpoint)
@@ -58,7 +60,7 @@ def export_run(run, to, head="none", unfinished=False, data_dir=None):
         train_set = load_split(config, "train")
     except TinyBTError as error:
         raise TinyBTError(f"the run trained on {config.dataset}: {error}") from None
-    network = model.online if hasattr(model, "online") else model
+    network = model.online if isinstance(model, WithTarget) else model
     projector = network.projector if head == "projector" else None
     image_size = train_set.images.shape[1:3]
     write(to, network.encoder, config, train_set.mean, train_set.std, image_size, projector)
@@ -66,42 +68,46 @@ def export_run(run, to, head="none", unfinished=False, data_dir=None):
 
 
 def tinybt_version():
+    """The installed tinybt's version, as pip knows it."""
     try:
         return metadata.version("tinybt")
     except metadata.PackageNotFoundError:
         return "unknown"
 
 
-def _onnx_writer():
-    try:
-        import onnx
-    except ImportError:
-        raise TinyBTError(f"writing .onnx needs the onnx package: {EXTRA}") from None
+def write_onnx(path, encoder, config, mean, std, image_size, projector=None):
+    """The ONNX graph of `encoder` (and `projector`) into `path`: tinybt/onnx_export.py."""
+    onnx = _require("onnx", path)
     from tinybt.onnx_export import onnx_model
 
-    def write(path, encoder, config, mean, std, image_size, projector):
-        model = onnx_model(encoder, config, mean, std, image_size, projector, tinybt_version())
-        onnx.checker.check_model(model)
-        _write_atomically(path, model.SerializeToString())
-
-    return write
+    model = onnx_model(encoder, config, mean, std, image_size, projector, tinybt_version())
+    onnx.checker.check_model(model)
+    _write_atomically(path, model.SerializeToString())
 
 
-def _safetensors_writer():
-    try:
-        from safetensors.numpy import save
-    except ImportError:
-        raise TinyBTError(f"writing .safetensors needs the safetensors package: {EXTRA}") from None
+def write_safetensors(path, encoder, config, mean, std, image_size, projector=None):
+    """The arrays of `encoder` (and `projector`) into `path`: tinybt/safetensors_export.py."""
+    save = _require("safetensors.numpy", path).save
     from tinybt.safetensors_export import safetensors_metadata, torch_state
 
-    def write(path, encoder, config, mean, std, image_size, projector):
-        state = torch_state(encoder, "encoder")
-        if projector is not None:
-            state.update(torch_state(projector, "projector"))
-        info = safetensors_metadata(config, mean, std, image_size, tinybt_version())
-        _write_atomically(path, save(state, metadata=info))
+    state = torch_state(encoder, "encoder")
+    if projector is not None:
+        state.update(torch_state(projector, "projector"))
+    info = safetensors_metadata(config, mean, std, image_size, tinybt_version())
+    _write_atomically(path, save(state, metadata=info))
 
-    return write
+
+WRITERS = {".onnx": (write_onnx, "onnx"), ".safetensors": (write_safetensors, "safetensors.numpy")}
+
+
+def _require(package, path):
+    """The module `package`, or a one-line error naming the extra that brings it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise TinyBTError(
+            f"writing {Path(path).name} needs the {package.partition('.')[0]} package: {EXTRA}"
+        ) from None
 
 
 def _write_atomically(path, data):

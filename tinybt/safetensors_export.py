@@ -12,6 +12,7 @@ std per channel, in [0, 1] units), the image size and tinybt's version.
 """
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def safetensors_metadata(config, mean, std, image_size, version):
     """The file's metadata: {str: str}, as safetensors stores it."""
     return {
         "method": config.method,
-        "config": json.dumps(config.__dict__),
+        "config": json.dumps(asdict(config)),
         "mean": json.dumps([float(v) for v in mean]),
         "std": json.dumps([float(v) for v in std]),
         "image_size": json.dumps(list(image_size)),
