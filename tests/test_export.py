@@ -2,6 +2,8 @@
 features, and bad input is a one-line error."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,11 +253,24 @@ def test_safetensors_loads_into_the_pytorch_replica(tiny_runs, tmp_path, name):
     assert_close(got_features, features)
 
 
-def test_the_replica_is_the_one_in_the_docs():
-    from pathlib import Path
+DOCS = Path(__file__).parents[1] / "docs" / "EXPORT.md"
 
-    docs = (Path(__file__).parents[1] / "docs" / "EXPORT.md").read_text()
-    assert TORCH_REPLICA.strip() in docs
+
+def test_the_replica_is_the_one_in_the_docs():
+    assert TORCH_REPLICA.strip() in DOCS.read_text()
+
+
+def test_the_docs_code_runs(tiny_runs, tmp_path, monkeypatch):
+    """Every Python block of docs/EXPORT.md, in order, beside the two files it names."""
+    pytest.importorskip("torch")
+    folder = tiny_runs["tiny"][0]
+    for suffix in ("onnx", "safetensors"):
+        export_run(folder, tmp_path / f"encoder.{suffix}")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL):
+        exec(block, namespace)
+    assert namespace["features"].shape == (8, 16)
 
 
 # Bad input: one line each.

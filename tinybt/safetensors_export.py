@@ -36,12 +36,14 @@ def torch_state(module, prefix):
 
 
 def _owner(module, path):
+    """The submodule of `module` at dotted `path` ("layers.3")."""
     for part in path.split("."):
         module = module[int(part)] if part.isdigit() else getattr(module, part)
     return module
 
 
 def _batch_norms(module):
+    """The dotted paths of the batch norms below `module`, the owners of running statistics."""
     names = {name.rpartition(".")[0] for name in module.named_buffers()}
     return sorted(
         name for name in names if isinstance(_owner(module, name), nn.BatchNorm1d | nn.BatchNorm2d)
