@@ -3,6 +3,8 @@ features, and bad input is a one-line error."""
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ from tinybt.errors import TinyBTError
 from tinybt.export import main
 from tinybt.methods.target import WithTarget
 from tinybt.model import parse_dims
-from tinybt.recipe import Config, build_model
+from tinybt.onnx_export import onnx_model
+from tinybt.recipe import Config, build_model, load_split
 from tinybt.run import train
 from tinybt.run_export import export_run, write_safetensors
 from tinybt.tensor import Tensor, no_grad
@@ -78,8 +81,6 @@ def trained_network(run):
 
 @pytest.mark.parametrize("name", ["tiny", "variant", "byol"])
 def test_onnx_gives_the_evaluation_features(tiny_runs, tmp_path, name):
-    from tinybt.recipe import load_split
-
     folder, config, _ = tiny_runs[name]
     out = tmp_path / "encoder.onnx"
     assert main([str(folder), "--to", str(out), "--head", "projector"]) == 0
@@ -135,7 +136,6 @@ def with_nontrivial_statistics(network, seed=1):
 )
 def test_onnx_and_safetensors_of_the_presets_networks(tmp_path, preset, size, mean, std):
     """The shapes and cifar10 presets' networks, untrained, through both files."""
-    from tinybt.onnx_export import onnx_model
 
     backend.set_backend("numpy")
     config = Config.preset(preset)
@@ -236,8 +236,6 @@ def torch_outputs(path, images, head):
 
 @pytest.mark.parametrize("name", ["tiny", "variant"])
 def test_safetensors_loads_into_the_pytorch_replica(tiny_runs, tmp_path, name):
-    from tinybt.recipe import load_split
-
     folder, config, _ = tiny_runs[name]
     out = tmp_path / "encoder.safetensors"
     assert main([str(folder), "--to", str(out), "--head", "projector"]) == 0
@@ -334,10 +332,16 @@ def test_a_non_finite_checkpoint(tiny_runs, tmp_path, capsys):
 
 
 def test_missing_packages_name_the_extra(tiny_runs, tmp_path, monkeypatch):
-    import sys
-
     monkeypatch.setitem(sys.modules, "onnx", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
     for suffix in ("onnx", "safetensors"):
         with pytest.raises(TinyBTError, match=r'pip install -e "\.\[export\]"'):
             export_run(tiny_runs["tiny"][0], tmp_path / f"e.{suffix}")
+
+
+def test_the_program_answers_in_one_line(tmp_path):
+    """As a user runs it: exit status 2 and one `error:` line, no traceback."""
+    command = [sys.executable, "-m", "tinybt.export", str(tmp_path), "--to", "e.onnx"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no checkpoint") and result.stderr.count("\n") == 1
