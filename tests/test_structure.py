@@ -20,6 +20,7 @@ PACKAGE = Path(tinybt.__file__).resolve().parent
 PROGRAMS = {
     "tinybt.train",
     "tinybt.evaluate",
+    "tinybt.export",
     "tinybt.exercises",
     "tinybt.experiments",
     "tinybt.book",
