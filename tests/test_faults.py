@@ -1,10 +1,12 @@
 """The run folder's faults: a run's relative paths are resolved from its folder, not from the
-current one."""
+current one, and a run's files that are symbolic links are refused before any work."""
 
 import pytest
 
 from tinybt.errors import TinyBTError
 from tinybt.recipe import Config, stored_data_dir
+from tinybt.runfolder import LOCK, RUN_FILES, prepare_folder
+from tinybt.train import main as train_main
 
 
 def run_started_in(project, out="runs/a", data_dir="data"):
@@ -38,3 +40,26 @@ def test_a_relative_data_dir_of_a_run_with_an_absolute_out_is_refused(tmp_path, 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(TinyBTError, match="--data-dir"):
         stored_data_dir(config, folder)
+
+
+@pytest.mark.parametrize("name", [*RUN_FILES[1:], LOCK])
+def test_resume_refuses_a_run_file_that_is_a_symlink(name, tmp_path, capsys):
+    run, outside = tmp_path / "run", tmp_path / "outside.txt"
+    run.mkdir()
+    (run / "checkpoint.npz").write_bytes(b"not read")
+    outside.write_text("keep me")
+    (run / name).symlink_to(outside)
+    assert train_main(["--resume", "--out", str(run)]) == 2
+    message = capsys.readouterr().err
+    assert f"{run / name} is a symbolic link" in message and message.count("\n") == 1
+    with pytest.raises(TinyBTError, match="symbolic link"):
+        prepare_folder(run, resume=True, overwrite=False)
+    assert outside.read_text() == "keep me"
+
+
+def test_a_new_run_refuses_a_symlinked_checkpoint(tmp_path):
+    run, outside = tmp_path / "run", tmp_path / "outside.npz"
+    run.mkdir()
+    (run / "checkpoint.npz").symlink_to(outside)  # dangling: it exists() as nothing
+    with pytest.raises(TinyBTError, match="checkpoint.npz is a symbolic link"):
+        prepare_folder(run, resume=False, overwrite=True)
