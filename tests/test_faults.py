@@ -1,10 +1,23 @@
 """The run folder's faults: a run's relative paths are resolved from its folder, not from the
-current one, and a run's files that are symbolic links are refused before any work."""
+current one, a run's files that are symbolic links are refused before any work, and a full
+disk leaves each file a run writes as it was, or absent."""
 
+import errno
+import json
+import os
+from dataclasses import replace
+
+import numpy as np
 import pytest
+from matplotlib.figure import Figure
+from PIL import Image
 
+from tests.test_train import tiny_config
+from tinybt import run as run_module
+from tinybt import viz
 from tinybt.errors import TinyBTError
 from tinybt.recipe import Config, stored_data_dir
+from tinybt.run import train
 from tinybt.runfolder import LOCK, RUN_FILES, prepare_folder
 from tinybt.train import main as train_main
 
@@ -63,3 +76,72 @@ def test_a_new_run_refuses_a_symlinked_checkpoint(tmp_path):
     (run / "checkpoint.npz").symlink_to(outside)  # dangling: it exists() as nothing
     with pytest.raises(TinyBTError, match="checkpoint.npz is a symbolic link"):
         prepare_folder(run, resume=False, overwrite=True)
+
+
+def full_disk():
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def half_then_full(target, **options):
+    """A figure writer that writes a few bytes to `target` (a path or a file) and then finds
+    the disk full."""
+    if isinstance(target, (str, os.PathLike)):
+        with open(target, "wb") as file:
+            file.write(b"GIF89a")
+    else:
+        target.write(b"GIF89a")
+    raise full_disk()
+
+
+def assert_kept(path, before, error):
+    assert path.read_bytes() == before
+    assert "\n" not in str(error.value) and "free some disk space" in str(error.value)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_a_full_disk_leaves_the_old_gif(tmp_path, monkeypatch):
+    path = tmp_path / "cross_correlation.gif"
+    path.write_bytes(b"the old figure")
+    monkeypatch.setattr(Image.Image, "save", lambda self, target, **o: half_then_full(target))
+    with pytest.raises(TinyBTError) as error:
+        viz.save_cross_correlation_gif([1, 2], np.zeros((2, 4, 4)), path)
+    assert_kept(path, b"the old figure", error)
+
+
+def test_a_full_disk_leaves_the_old_png(tmp_path, monkeypatch):
+    path = tmp_path / "training.png"
+    path.write_bytes(b"the old figure")
+    monkeypatch.setattr(Figure, "savefig", lambda self, target, **o: half_then_full(target))
+    with pytest.raises(TinyBTError) as error:
+        viz.save_training_curves([{"epoch": 1, "loss": 1.0, "knn_monitor": 0.5}], path)
+    assert_kept(path, b"the old figure", error)
+
+
+def fill_the_disk_on(monkeypatch, name):
+    """os.fsync that finds the disk full when it flushes a file whose name holds `name`."""
+    real_fsync = os.fsync
+
+    def fsync(handle):
+        if name in os.readlink(f"/proc/self/fd/{handle}"):
+            raise full_disk()
+        real_fsync(handle)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("name", ["evaluation.json", "metrics.jsonl"])
+def test_a_full_disk_leaves_no_empty_or_torn_run_file(name, tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "evaluate_run", lambda *args, **kwargs: {"knn": 0.5})
+    config = replace(tiny_config(tmp_path), evaluate=True)
+    path = tmp_path / "run" / name
+    fill_the_disk_on(monkeypatch, name)
+    with pytest.raises(TinyBTError, match=f"cannot write {path} .*nothing was written"):
+        train(config, progress=False, log=None)
+    assert not path.exists()
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_metrics_lines_are_appended_whole(tmp_path):
+    result = train(tiny_config(tmp_path), progress=False, log=None)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == result["metrics"]

@@ -34,6 +34,7 @@ from tinybt import backend, distributed, viz
 from tinybt.checkpoint import (
     NonFiniteError,
     atomic_savez,
+    atomic_write_text,
     generator_state,
     load_checkpoint,
     read_npz,
@@ -209,7 +210,7 @@ class Run:
         path = self.out / "metrics.jsonl"
         records = [r for r in read_metrics(path) if r["epoch"] <= epoch]
         if path.exists():
-            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
     def save(self):
         """Checkpoint where the run stands (process 0: the others hold the same state). A
@@ -332,9 +333,10 @@ class Run:
             began = time.perf_counter()
             record["knn_monitor"] = monitor_accuracy(self.model.encoder, self.monitor)
             record["monitor_seconds"] = time.perf_counter() - began
-        if self.writer:
-            with open(self.out / "metrics.jsonl", "a") as file:
-                file.write(json.dumps(record) + "\n")
+        if self.writer:  # the whole file again, so a full disk cannot tear its last line
+            path = self.out / "metrics.jsonl"
+            before = path.read_text() if path.exists() else ""
+            atomic_write_text(path, before + json.dumps(record) + "\n")
         parts = ", ".join(f"{name} {record[name]:.3f}" for name in self.sums if name != "loss")
         knn = f", kNN monitor {100 * record['knn_monitor']:.1f}%" if "knn_monitor" in record else ""
         self.epoch, self.batch, self.order, self.sums = self.epoch + 1, 0, None, {}
@@ -480,5 +482,5 @@ def train(config, resume=False, overwrite=False, progress=True, log=print):
         except KeyboardInterrupt:
             run.log(f"interrupted: the trained run is saved in {run.out}; --resume evaluates it")
             raise
-        (run.out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+        atomic_write_text(run.out / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     return {"metrics": metrics, "evaluation": evaluation, "run": run}
