@@ -1,10 +1,12 @@
 """The run folder's faults: a run's relative paths are resolved from its folder, not from the
 current one, a run's files that are symbolic links are refused before any work, and a full
-disk leaves each file a run writes as it was, or absent."""
+disk leaves each file a run writes as it was, or absent, and a tampered checkpoint is refused
+naming the field."""
 
 import errno
 import json
 import os
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -15,6 +17,7 @@ from PIL import Image
 from tests.test_train import tiny_config
 from tinybt import run as run_module
 from tinybt import viz
+from tinybt.checkpoint import atomic_savez, read_npz
 from tinybt.errors import TinyBTError
 from tinybt.recipe import Config, stored_data_dir
 from tinybt.run import train
@@ -145,3 +148,64 @@ def test_metrics_lines_are_appended_whole(tmp_path):
     result = train(tiny_config(tmp_path), progress=False, log=None)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == result["metrics"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny run of one epoch, trained once for all the tampering tests."""
+    tmp_path = tmp_path_factory.mktemp("finished")
+    config = tiny_config(tmp_path, epochs=1)
+    train(config, progress=False, log=None)
+    return config
+
+
+def tampered(finished_run, tmp_path, change):
+    """A copy of the finished run whose checkpoint's arrays went through change(arrays, meta)."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_run.out, out)
+    arrays = read_npz(out / "checkpoint.npz", "")
+    meta = json.loads(str(arrays.pop("meta")))
+    change(arrays, meta)
+    atomic_savez(out / "checkpoint.npz", {**arrays, "meta": np.array(json.dumps(meta))})
+    return replace(finished_run, out=str(out))
+
+
+def set_meta(name, value):
+    return lambda arrays, meta: meta.update({name: value})
+
+
+def first_weight(arrays):
+    return next(key for key in arrays if key.startswith("model/"))
+
+
+def string_weights(arrays, meta):
+    key = first_weight(arrays)
+    arrays[key] = np.full(arrays[key].shape, "x")
+
+
+def wrong_shape_moment(arrays, meta):
+    arrays["optim/m.0"] = np.zeros(3)
+
+
+def missing_moment(arrays, meta):
+    del arrays["optim/m.0"]
+
+
+TAMPERINGS = {
+    "string weights": (string_weights, "holds <U1 values"),
+    "string epoch": (set_meta("epoch", "1"), "has epoch 1 in its meta"),
+    "negative epoch": (set_meta("epoch", -1), "has epoch -1 in its meta"),
+    "bad generator": (set_meta("rng", {"bit_generator": "Nope"}), "has rng"),
+    "short order": (set_meta("order", [0, 1, 2]), "has order list"),
+    "moment of the wrong shape": (wrong_shape_moment, "'m.0' is a float64 array of shape (3,)"),
+    "missing moment": (missing_moment, "has no 'm.0'"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERINGS)
+def test_a_tampered_checkpoint_is_refused_naming_its_field(case, finished_run, tmp_path):
+    change, expected = TAMPERINGS[case]
+    config = tampered(finished_run, tmp_path, change)
+    with pytest.raises(TinyBTError) as error:
+        train(config, resume=True, progress=False, log=None)
+    assert expected in str(error.value) and "\n" not in str(error.value)
