@@ -19,6 +19,7 @@ from tinybt import run as run_module
 from tinybt import viz
 from tinybt.checkpoint import atomic_savez, read_npz
 from tinybt.errors import TinyBTError
+from tinybt.evaluate import evaluate_checkpoint
 from tinybt.recipe import Config, stored_data_dir
 from tinybt.run import train
 from tinybt.runfolder import LOCK, RUN_FILES, prepare_folder
@@ -209,3 +210,10 @@ def test_a_tampered_checkpoint_is_refused_naming_its_field(case, finished_run, t
     with pytest.raises(TinyBTError) as error:
         train(config, resume=True, progress=False, log=None)
     assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("epoch", ["1", -1, True])
+def test_evaluate_refuses_a_tampered_epoch(epoch, finished_run, tmp_path):
+    config = tampered(finished_run, tmp_path, set_meta("epoch", epoch))
+    with pytest.raises(TinyBTError, match=f"has epoch {epoch} in its meta"):
+        evaluate_checkpoint(config.out, probe_epochs=1, log=None)
