@@ -23,6 +23,7 @@ from tinybt.evaluate import evaluate_checkpoint
 from tinybt.recipe import Config, stored_data_dir
 from tinybt.run import train
 from tinybt.runfolder import LOCK, RUN_FILES, prepare_folder
+from tinybt.train import config_from_args, parse_args
 from tinybt.train import main as train_main
 
 
@@ -217,3 +218,21 @@ def test_evaluate_refuses_a_tampered_epoch(epoch, finished_run, tmp_path):
     config = tampered(finished_run, tmp_path, set_meta("epoch", epoch))
     with pytest.raises(TinyBTError, match=f"has epoch {epoch} in its meta"):
         evaluate_checkpoint(config.out, probe_epochs=1, log=None)
+
+
+def test_resume_and_evaluate_from_elsewhere_use_the_runs_own_data(tmp_path, monkeypatch, capsys):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    (elsewhere / "data").mkdir(parents=True)  # another dataset's folder, of the same name
+    monkeypatch.chdir(project)
+    train(replace(tiny_config(tmp_path, epochs=1), out="runs/a", data_dir="data"), log=None)
+    monkeypatch.chdir(elsewhere)
+    run = project / "runs" / "a"
+    config = config_from_args(parse_args(["--resume", "--out", str(run)]))
+    assert config.data_dir == str(project / "data")
+    shutil.rmtree(project / "data")
+    assert train_main(["--resume", "--out", str(run)]) == 2
+    message = capsys.readouterr().err
+    assert "give the dataset's folder with --data-dir" in message and message.count("\n") == 1
+    with pytest.raises(TinyBTError, match="--data-dir"):
+        evaluate_checkpoint(run, probe_epochs=1, log=None)
