@@ -55,11 +55,20 @@ def first_non_finite(arrays):
 
 
 def atomic_savez(path, arrays):
-    """Write {name: array} to the .npz file `path` so that it is either complete or absent.
+    """Write {name: array} to the .npz file `path` so that it is either complete or absent."""
+    atomic_write(path, lambda file: np.savez(file, **arrays))
 
-    The file gets the permissions of any file the user creates (0666 less the umask), not the
-    0600 of a temporary file. A failure to write (full disk, read-only folder) raises a
-    one-line TinyBTError and leaves the folder as it was.
+
+def atomic_write(path, write):
+    """Write the file `path` by calling `write(file)` on a binary file, so that it is either
+    complete or absent.
+
+    Rule: every file a run writes (checkpoints, snapshots, figures, metrics.jsonl,
+    evaluation.json) goes through here: into a temporary file in the same folder, renamed over
+    `path` once whole, so a full disk leaves the old file or nothing. The file gets the
+    permissions of any file the user creates (0666 less the umask), not the 0600 of a temporary
+    file. A failure to write (full disk, read-only folder) raises a one-line TinyBTError and
+    leaves the folder as it was.
     """
     path = Path(path)
     temporary = None
@@ -69,7 +78,7 @@ def atomic_savez(path, arrays):
             dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
         )
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, 0o666 & ~_umask())
@@ -87,6 +96,11 @@ def atomic_savez(path, arrays):
             with contextlib.suppress(OSError):
                 Path(temporary).unlink(missing_ok=True)
     _sync_folder(path.parent)
+
+
+def atomic_write_text(path, text):
+    """atomic_write of the string `text`, as UTF-8."""
+    atomic_write(path, lambda file: file.write(text.encode()))
 
 
 def _umask():

@@ -34,6 +34,12 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
         raise TinyBTError(
             f"{checkpoint} was written by another version of tinybt: evaluate it with that one"
         ) from None
+    epochs_done = meta.get("epoch", config.epochs)
+    if type(epochs_done) is not int or not 0 <= epochs_done <= config.epochs:
+        raise TinyBTError(
+            f"{checkpoint} has epoch {str(epochs_done)[:60]} in its meta, not a count from 0 to "
+            f"{config.epochs}: it was damaged or written by hand; evaluate an earlier checkpoint"
+        )
     backend_name = backend_name or os.environ.get("TINYBT_BACKEND") or config.backend
     data_dir = stored_data_dir(config, checkpoint.parent) if data_dir is None else data_dir
     config = replace(config, backend=backend_name, data_dir=data_dir)
@@ -46,7 +52,6 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
         train_set, test_set = load_split(config, "train"), load_split(config, "test")
     except TinyBTError as error:  # a --data-dir of another dataset: say which one the run needs
         raise TinyBTError(f"the run trained on {config.dataset}: {error}") from None
-    epochs_done = meta.get("epoch", config.epochs)
     result = evaluate_run(
         model, config, train_set, test_set, probe_epochs, log, epochs_done=epochs_done
     )

@@ -110,8 +110,8 @@ class Module:
     def load_state_dict(self, state):
         """Copy the arrays of `state` ({name: array}) into the parameters and buffers.
 
-        Every name and shape is checked before anything is copied, so a mismatch leaves the
-        module as it was.
+        Every name, shape and type (numbers) is checked before anything is copied, so a
+        mismatch leaves the module as it was.
         """
         own = self._state()
         missing = [name for name in own if name not in state]
@@ -122,6 +122,11 @@ class Module:
                 f"unexpected {unexpected}; load one saved from the same architecture"
             )
         for name, tensor in own.items():
+            if np.asarray(state[name]).dtype.kind not in "fiu":
+                raise TinyBTError(
+                    f"{name!r} holds {np.asarray(state[name]).dtype} values in the state, not "
+                    "numbers; load one saved by tinybt"
+                )
             if tuple(np.shape(state[name])) != tensor.shape:
                 raise TinyBTError(
                     f"{name!r} has shape {tuple(np.shape(state[name]))} in the state but "

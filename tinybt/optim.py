@@ -8,11 +8,18 @@ resumed run needs (moments, step count) as host arrays.
 
 import math
 
+import numpy as np
+
 from tinybt import backend
+from tinybt.errors import TinyBTError
+
+RESAVE = "the checkpoint was damaged or written by hand; resume from an earlier one"
 
 
 class Optimizer:
     """What all optimisers share: the parameters, zeroing gradients, saving state."""
+
+    BUFFERS = ()  # the names of the state arrays it keeps per parameter
 
     def __init__(self, params, lr):
         self.params = list(params)
@@ -54,21 +61,51 @@ class Optimizer:
         return {"steps": self.steps, **arrays}
 
     def load_state_dict(self, state):
-        self.steps = int(state["steps"])
+        """Restore a `state_dict()`, checked whole before anything changes.
+
+        Rule: "steps" is a count >= 0; every other key is "<buffer>.<i>", one of this
+        optimiser's BUFFERS for one of its parameters, a float array of that parameter's shape;
+        each parameter has all of its buffers or none (it never had a gradient). A problem
+        raises a one-line TinyBTError naming the key.
+        """
+        steps = np.asarray(state.get("steps"))
+        if steps.ndim != 0 or steps.dtype.kind not in "iu" or steps < 0:
+            raise TinyBTError(f"optimiser state 'steps' is {state.get('steps')!r}: {RESAVE}")
+        buffers = dict(
+            self._checked_buffer(key, array) for key, array in state.items() if key != "steps"
+        )
+        for i in range(len(self.params)):
+            held = [name for name in self.BUFFERS if (name, i) in buffers]
+            if held and len(held) < len(self.BUFFERS):
+                missing = next(name for name in self.BUFFERS if name not in held)
+                raise TinyBTError(f"optimiser state has no '{missing}.{i}': {RESAVE}")
+        self.steps = int(steps)
         self.state = {}
-        for key, array in state.items():
-            if key == "steps":
-                continue
-            name, i = key.rsplit(".", 1)
-            self.state.setdefault(name, [None] * len(self.params))[int(i)] = backend.to_device(
-                array
+        for (name, i), array in buffers.items():
+            self.state.setdefault(name, [None] * len(self.params))[i] = backend.to_device(array)
+
+    def _checked_buffer(self, key, array):
+        """((buffer name, parameter index), array) of the state's entry `key`."""
+        name, _, index = key.rpartition(".")
+        if name not in self.BUFFERS or not index.isdigit() or int(index) >= len(self.params):
+            raise TinyBTError(
+                f"optimiser state has an unexpected {key!r} for {type(self).__name__}: {RESAVE}"
             )
+        array, shape = np.asarray(array), self.params[int(index)].data.shape
+        if array.dtype.kind != "f" or array.shape != shape:
+            raise TinyBTError(
+                f"optimiser state {key!r} is a {array.dtype} array of shape {array.shape}, not "
+                f"floats of its parameter's shape {shape}: {RESAVE}"
+            )
+        return (name, int(index)), array
 
 
 class SGD(Optimizer):
     """SGD with momentum, as PyTorch writes it:
     g = grad + wd θ;   m = μ m + g;   θ = θ - lr m
     """
+
+    BUFFERS = ("momentum",)
 
     def __init__(self, params, lr, momentum=0.9, weight_decay=0.0):
         super().__init__(params, lr)
@@ -89,6 +126,7 @@ class Adam(Optimizer):
     θ = θ - lr m̂ / (sqrt(v̂) + ε),   m̂ = m / (1 - β1^t),  v̂ = v / (1 - β2^t)
     """
 
+    BUFFERS = ("m", "v")
     decoupled = False  # AdamW decays the weights directly instead of through g
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -133,6 +171,8 @@ class LARS(Optimizer):
     Biases and batch-norm parameters (ndim == 1) get neither weight decay nor the trust
     ratio, and their own, smaller learning rate lr · bias_lr_scale (official: 0.0048 / 0.2).
     """
+
+    BUFFERS = ("momentum",)
 
     def __init__(
         self, params, lr, momentum=0.9, weight_decay=1.5e-6, eta=0.001, bias_lr_scale=0.024

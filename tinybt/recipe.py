@@ -414,21 +414,38 @@ def load_split(config, split):
 
 
 def stored_data_dir(config, folder):
-    """The data_dir of the run stored in `folder`, as a path that works from here.
+    """The data_dir of the run stored in `folder`, as a path that works from any folder.
 
-    A relative data_dir is relative to the folder the run was started in. When the stored
-    `out` is relative too, that folder is `folder` less the parts of `out` (runs/NAME under
-    the project, say), wherever the project now is; a data_dir found there is the run's own.
-    Otherwise it is kept as stored, relative to the current folder.
+    Rule: a run's relative paths are resolved from its folder, never from the current one. A
+    relative data_dir is relative to the folder the run was started in: `folder` less the parts
+    of the stored `out` (runs/NAME under the project, say), wherever the project now is. Where
+    that folder is unknown (an absolute `out`, a renamed run) or holds no such data, TinyBTError
+    says to pass --data-dir.
     """
     data_dir, out = Path(config.data_dir), Path(config.out)
+    if data_dir.is_absolute():
+        return config.data_dir
     folder = Path(folder).resolve()
-    if data_dir.is_absolute() or out.is_absolute() or ".." in out.parts:
-        return config.data_dir
+    started_in = _started_in(folder, out)
+    if started_in is not None and (started_in / data_dir).exists():
+        return str(started_in / data_dir)
+    where = "" if started_in is None else f" ({started_in / data_dir} is not there)"
+    raise TinyBTError(
+        f"the run in {folder} has its data in {config.data_dir}, relative to the folder it was "
+        f"started in{where}: give the dataset's folder with --data-dir"
+    )
+
+
+def _started_in(folder, out):
+    """The folder a run now in `folder` was started in, from its stored relative `out`; None
+    where that cannot be known."""
+    if out.is_absolute() or ".." in out.parts:
+        return None
+    if not out.parts:
+        return folder
     if folder.parts[-len(out.parts) :] != out.parts:
-        return config.data_dir
-    started_in = folder.parents[len(out.parts) - 1]
-    return str(started_in / data_dir) if (started_in / data_dir).exists() else config.data_dir
+        return None
+    return folder.parents[len(out.parts) - 1]
 
 
 def first_images(dataset, count):

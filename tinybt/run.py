@@ -34,6 +34,7 @@ from tinybt import backend, distributed, viz
 from tinybt.checkpoint import (
     NonFiniteError,
     atomic_savez,
+    atomic_write_text,
     generator_state,
     load_checkpoint,
     read_npz,
@@ -75,6 +76,23 @@ def load_run_checkpoint(path):
             "of tinybt; resume it with that version, or start a new run in another --out"
         )
     return model_state, optim_state, meta
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_permutation(order, size):
+    """Whether `order` is a list holding each of 0 .. size - 1 once."""
+    return (
+        isinstance(order, list)
+        and all(_is_count(i) for i in order)
+        and sorted(order) == list(range(size))
+    )
 
 
 def snapshot_steps(total_steps, count=16):
@@ -171,17 +189,45 @@ class Run:
         model_state, optim_state, meta = distributed.on_process_zero(
             load_run_checkpoint, self.checkpoint_path
         )
+        rng = self._check_meta(meta)
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optim_state)
         self.epoch, self.batch = meta["epoch"], meta["batch"]
         self.order = None if meta["order"] is None else np.asarray(meta["order"])
-        self.rng = restore_generator(meta["rng"])
+        self.rng = rng
         self.sums = meta["sums"]
         if self.writer:
             self.snapshots = self._saved_snapshots(self.epoch * self.steps_per_epoch + self.batch)
             self._keep_metrics_before(self.epoch)
         self.log(
             f"resumed from {self.checkpoint_path} at epoch {self.epoch + 1}, batch {self.batch}"
+        )
+
+    def _check_meta(self, meta):
+        """Rule: a checkpoint's meta is checked field by field before any of it is used (the
+        arrays by load_state_dict): epoch a count up to --epochs, batch one below the epoch's
+        steps, order None or a permutation of the training images, rng a generator's state,
+        sums {name: number}. A bad field raises a one-line TinyBTError naming it; returns the
+        restored generator."""
+        epoch, batch, order, sums = meta["epoch"], meta["batch"], meta["order"], meta["sums"]
+        if not _is_count(epoch) or epoch > self.config.epochs:
+            self._bad_field("epoch", epoch, f"a count from 0 to {self.config.epochs}")
+        if not _is_count(batch) or batch >= self.steps_per_epoch:
+            self._bad_field("batch", batch, f"a count below {self.steps_per_epoch}")
+        images = len(self.train_set)
+        if order is not None and not _is_permutation(order, images):
+            self._bad_field("order", f"{type(order).__name__}", f"an order of {images} images")
+        if not isinstance(sums, dict) or not all(_is_number(v) for v in sums.values()):
+            self._bad_field("sums", sums, "{name: number}")
+        try:
+            return restore_generator(meta["rng"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return self._bad_field("rng", "not a generator's state", "a NumPy generator's state")
+
+    def _bad_field(self, name, value, expected):
+        raise TinyBTError(
+            f"{self.checkpoint_path} has {name} {str(value)[:60]} in its meta, not {expected}: "
+            "it was damaged or written by hand; resume from an earlier checkpoint"
         )
 
     def _saved_snapshots(self, before):
@@ -209,7 +255,7 @@ class Run:
         path = self.out / "metrics.jsonl"
         records = [r for r in read_metrics(path) if r["epoch"] <= epoch]
         if path.exists():
-            path.write_text("".join(json.dumps(r) + "\n" for r in records))
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
     def save(self):
         """Checkpoint where the run stands (process 0: the others hold the same state). A
@@ -332,9 +378,10 @@ class Run:
             began = time.perf_counter()
             record["knn_monitor"] = monitor_accuracy(self.model.encoder, self.monitor)
             record["monitor_seconds"] = time.perf_counter() - began
-        if self.writer:
-            with open(self.out / "metrics.jsonl", "a") as file:
-                file.write(json.dumps(record) + "\n")
+        if self.writer:  # the whole file again, so a full disk cannot tear its last line
+            path = self.out / "metrics.jsonl"
+            before = path.read_text() if path.exists() else ""
+            atomic_write_text(path, before + json.dumps(record) + "\n")
         parts = ", ".join(f"{name} {record[name]:.3f}" for name in self.sums if name != "loss")
         knn = f", kNN monitor {100 * record['knn_monitor']:.1f}%" if "knn_monitor" in record else ""
         self.epoch, self.batch, self.order, self.sums = self.epoch + 1, 0, None, {}
@@ -480,5 +527,5 @@ def train(config, resume=False, overwrite=False, progress=True, log=print):
         except KeyboardInterrupt:
             run.log(f"interrupted: the trained run is saved in {run.out}; --resume evaluates it")
             raise
-        (run.out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+        atomic_write_text(run.out / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     return {"metrics": metrics, "evaluation": evaluation, "run": run}

@@ -182,6 +182,17 @@ def in_use(out):
     )
 
 
+def refuse_symlinks(out):
+    """Rule: a run's files (RUN_FILES and run.lock) that are symbolic links are refused, before
+    any work: writing through one would replace a file outside the run folder."""
+    for name in (*RUN_FILES, LOCK):
+        if (Path(out) / name).is_symlink():
+            raise TinyBTError(
+                f"{Path(out) / name} is a symbolic link: a run writes only its own files; "
+                "replace the link with the file itself, or choose another --out"
+            )
+
+
 def prepare_folder(out, resume, overwrite):
     """Check that the run folder `out` can be used, before any work; create it if needed.
 
@@ -196,6 +207,7 @@ def prepare_folder(out, resume, overwrite):
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinyBTError(f"--out {out} is a file, not a folder: give a folder for the run")
+    refuse_symlinks(out)
     if held_by_another(out / LOCK):  # first: its files are a live run's, to leave alone
         raise in_use(out)
     existing = [name for name in RUN_FILES if (out / name).exists()]
@@ -236,6 +248,7 @@ def free_folder(out, created=False):
 
 def checkpoint_to_resume(out):
     """The checkpoint of the run in folder `out`, which --resume continues."""
+    refuse_symlinks(out)
     path = Path(out) / "checkpoint.npz"
     if not path.is_file():
         raise TinyBTError(

@@ -1,4 +1,4 @@
-"""Figures, written straight to PNG files.
+"""Figures, written to PNG (and GIF) files, each whole or not at all (atomic_write).
 
 Figures are drawn on a matplotlib `Figure` with the Agg canvas, without pyplot: no window
 opens, nothing changes matplotlib's global state, and it works the same on a headless server
@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from tinybt import backend
+from tinybt.checkpoint import atomic_write
 from tinybt.methods.barlow_twins import correlation_summary
 
 CELL_INCHES = 1.3  # size of one image in a grid
@@ -47,7 +48,7 @@ def save_view_grid(originals, view_a, view_b, path, mean, std):
             axes[row, column].imshow(images[row], interpolation="nearest")
             axes[row, column].set_axis_off()
     figure.tight_layout(pad=0.3)
-    figure.savefig(path, dpi=100)
+    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=100))
 
 
 def displayable(views, mean, std):
@@ -118,7 +119,9 @@ def save_cross_correlation_grid(steps, matrices, path, samples, columns=6, size=
         f"cross-correlation of the two views (first {size} of {matrices.shape[-1]} dimensions)",
         fontsize=10,
     )
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    atomic_write(
+        path, lambda file: figure.savefig(file, format="png", dpi=110, bbox_inches="tight")
+    )
 
 
 def save_cross_correlation_gif(steps, matrices, path, size=64, scale=4, milliseconds=400):
@@ -131,7 +134,17 @@ def save_cross_correlation_gif(steps, matrices, path, size=64, scale=4, millisec
         rgb = colormap((_heatmap_block(matrix, size) + 1) / 2)[..., :3]
         image = Image.fromarray((rgb * 255).astype(np.uint8))
         frames.append(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=milliseconds, loop=0)
+    atomic_write(
+        path,
+        lambda file: frames[0].save(
+            file,
+            format="GIF",
+            save_all=True,
+            append_images=frames[1:],
+            duration=milliseconds,
+            loop=0,
+        ),
+    )
 
 
 def save_training_curves(records, path):
@@ -151,7 +164,7 @@ def save_training_curves(records, path):
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=100))
 
 
 def save_neighbours(images, queries, neighbours, path, titles=None):
@@ -175,4 +188,4 @@ def save_neighbours(images, queries, neighbours, path, titles=None):
             axis.set_title(label, fontsize=8)
             axis.set_axis_off()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=100))
