@@ -49,7 +49,7 @@ def test_embed_gives_the_evaluation_features_in_the_loaders_order(run, tmp_path)
     saved = embed(run, folder, tmp_path / "features.npz", log=None)
     assert saved["paths"].tolist() == [f"{c}/{i}.png" for c in ("cat", "dog") for i in range(5)]
     assert saved["labels"].tolist() == [0] * 5 + [1] * 5
-    model, config, _ = load_trained(run)
+    model, config, _, _ = load_trained(run)
     trained_on = load_split(config, "train")
     # the folder loader's training split (every 5th image is a test image) holds 8 of them
     expected_set = load_dataset("folder", "train", folder)

@@ -68,7 +68,9 @@ def tiny_runs(tmp_path_factory):
         "variant": dict(widths="4-8-12", strides="1-2-1", blocks=2, projector="16-24-8"),
         "byol": dict(method="byol"),  # a target network: the online one is exported
     }.items():
-        config = Config.preset("tiny", out=str(folder / name), evaluate=False, **changes)
+        config = Config.preset(
+            "tiny", out=str(folder / name), data_dir=str(folder / "data"), evaluate=False, **changes
+        )
         result = train(config, progress=False, log=None)
         runs[name] = (folder / name, config, result["run"].model)
     return runs

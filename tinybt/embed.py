@@ -16,7 +16,6 @@ beside FILE.npz: what the encoder finds alike in your images.
 """
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.evaluation import load_trained
 from tinybt.probe import features_of, nearest_neighbours
-from tinybt.recipe import load_split, stored_data_dir
+from tinybt.recipe import load_split
 
 QUERIES = 6  # query images in the neighbours figure
 
@@ -44,9 +43,8 @@ def embed(run, data_dir, out, neighbours=0, log=print):
         raise TinyBTError(f"--out {out} must end in .npz: the features are saved as NumPy arrays")
     if neighbours < 0:
         raise TinyBTError(f"--neighbours must be 0 or more, got {neighbours}")
-    model, config, _ = load_trained(run)
-    folder = Path(run) if Path(run).is_dir() else Path(run).parent
-    trained_on = load_split(replace(config, data_dir=stored_data_dir(config, folder)), "train")
+    model, config, _, _ = load_trained(run)
+    trained_on = load_split(config, "train")  # the mean and std the encoder was trained with
     size = trained_on.images.shape[1]
     names, images, labels, classes = read_all(data_dir, size)
     if neighbours >= len(names):

@@ -6,17 +6,13 @@ random initialisation (see tinybt/probe.py for what the two measure).
 """
 
 import json
-import os
 import sys
-from dataclasses import replace
-from pathlib import Path
 
 from tinybt import backend
-from tinybt.checkpoint import load_checkpoint
 from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
-from tinybt.evaluation import evaluate_run
-from tinybt.recipe import Config, build_model, load_split, stored_data_dir, validate
+from tinybt.evaluation import evaluate_run, load_trained
+from tinybt.recipe import load_split
 
 
 def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100, log=print):
@@ -25,29 +21,9 @@ def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100
     backend is, in order: `backend_name`, TINYBT_BACKEND, the run's own."""
     if probe_epochs < 1:
         raise TinyBTError(f"--probe-epochs must be at least 1, got {probe_epochs}")
-    path = Path(path)
-    checkpoint = path / "checkpoint.npz" if path.is_dir() else path
-    model_state, _, meta = load_checkpoint(checkpoint)
-    try:
-        config = Config(**meta["config"])
-    except (KeyError, TypeError):  # no configuration, or one with other fields
-        raise TinyBTError(
-            f"{checkpoint} was written by another version of tinybt: evaluate it with that one"
-        ) from None
+    model, config, meta, checkpoint = load_trained(path, backend_name, data_dir)
     epochs_done = meta.get("epoch", config.epochs)
-    if type(epochs_done) is not int or not 0 <= epochs_done <= config.epochs:
-        raise TinyBTError(
-            f"{checkpoint} has epoch {str(epochs_done)[:60]} in its meta, not a count from 0 to "
-            f"{config.epochs}: it was damaged or written by hand; evaluate an earlier checkpoint"
-        )
-    backend_name = backend_name or os.environ.get("TINYBT_BACKEND") or config.backend
-    data_dir = stored_data_dir(config, checkpoint.parent) if data_dir is None else data_dir
-    config = replace(config, backend=backend_name, data_dir=data_dir)
-    validate(config)
-    backend.set_backend(config.backend)
     backend.reuse_freed_memory()
-    model = build_model(config)
-    model.load_state_dict(model_state)
     try:
         train_set, test_set = load_split(config, "train"), load_split(config, "test")
     except TinyBTError as error:  # a --data-dir of another dataset: say which one the run needs

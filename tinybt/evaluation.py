@@ -13,7 +13,7 @@ from tinybt import backend
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
 from tinybt.probe import evaluate_encoder, format_table
-from tinybt.recipe import Config, build_model, validate
+from tinybt.recipe import Config, build_model, stored_data_dir, validate
 
 TOO_CLOSE = 0.02  # a learned encoder this close to its random start has not learnt yet
 
@@ -43,10 +43,11 @@ def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print
     return result
 
 
-def load_trained(path, backend_name=None):
-    """(model, config, meta) of the run whose folder (or checkpoint.npz) is `path`: its network
-    rebuilt from the configuration stored in the checkpoint, with the trained weights, on the
-    backend `backend_name`, else TINYBT_BACKEND, else the run's own."""
+def load_trained(path, backend_name=None, data_dir=None):
+    """(model, config, meta, checkpoint) of the run whose folder (or checkpoint.npz) is `path`:
+    its network rebuilt from the configuration stored in the checkpoint, with the trained
+    weights. The backend is, in order: `backend_name`, TINYBT_BACKEND, the run's own; the data
+    folder `data_dir` if given (a moved dataset), else the run's own, found from its folder."""
     path = Path(path)
     checkpoint = path / "checkpoint.npz" if path.is_dir() else path
     model_state, _, meta = load_checkpoint(checkpoint)
@@ -56,10 +57,17 @@ def load_trained(path, backend_name=None):
         raise TinyBTError(
             f"{checkpoint} was written by another version of tinybt: use it with that one"
         ) from None
+    epochs_done = meta.get("epoch", config.epochs)
+    if type(epochs_done) is not int or not 0 <= epochs_done <= config.epochs:
+        raise TinyBTError(
+            f"{checkpoint} has epoch {str(epochs_done)[:60]} in its meta, not a count from 0 to "
+            f"{config.epochs}: it was damaged or written by hand; use an earlier checkpoint"
+        )
     backend_name = backend_name or os.environ.get("TINYBT_BACKEND") or config.backend
-    config = replace(config, backend=backend_name)
+    data_dir = stored_data_dir(config, checkpoint.parent) if data_dir is None else data_dir
+    config = replace(config, backend=backend_name, data_dir=data_dir)
     validate(config)
     backend.set_backend(config.backend)
     model = build_model(config)
     model.load_state_dict(model_state)
-    return model, config, meta
+    return model, config, meta, checkpoint

@@ -9,15 +9,13 @@ say what each holds. `python -m tinybt.export` drives it.
 import importlib
 import os
 import tempfile
-from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
-from tinybt import backend
-from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
+from tinybt.evaluation import load_trained
 from tinybt.methods.target import WithTarget
-from tinybt.recipe import Config, build_model, load_split, stored_data_dir, validate
+from tinybt.recipe import load_split
 
 HEADS = ("none", "projector")
 EXTRA = 'install the export extra: pip install -e ".[export]"'
@@ -34,15 +32,7 @@ def export_run(run, to, head="none", unfinished=False, data_dir=None):
         raise TinyBTError(f"--head {head} is not one of {', '.join(HEADS)}")
     write, package = WRITERS[to.suffix]
     _require(package, to)  # before the run is read: a missing package is answered at once
-    run = Path(run)
-    checkpoint = run / "checkpoint.npz" if run.is_dir() else run
-    model_state, _, meta = load_checkpoint(checkpoint)
-    try:
-        config = Config(**meta["config"])
-    except (KeyError, TypeError):
-        raise TinyBTError(
-            f"{checkpoint} was written by another version of tinybt: export it with that one"
-        ) from None
+    model, config, meta, checkpoint = load_trained(run, "numpy", data_dir)
     epochs_done = meta.get("epoch", config.epochs)
     if epochs_done < config.epochs and not unfinished:
         raise TinyBTError(
@@ -50,12 +40,6 @@ def export_run(run, to, head="none", unfinished=False, data_dir=None):
             f"`python -m tinybt.train --resume --out {checkpoint.parent}`, or export its encoder "
             "so far with --unfinished"
         )
-    data_dir = stored_data_dir(config, checkpoint.parent) if data_dir is None else data_dir
-    config = replace(config, backend="numpy", data_dir=data_dir)
-    validate(config)
-    backend.set_backend("numpy")
-    model = build_model(config)
-    model.load_state_dict(model_state)
     try:
         train_set = load_split(config, "train")
     except TinyBTError as error:
