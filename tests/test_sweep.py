@@ -84,15 +84,18 @@ PROGRAM_CASES = [
      "plain", error("not a .tar.gz archive")),
     ("shapes given a CIFAR archive", TINY + " --out {tmp}/o --data-dir {file}", "plain",
      error("is a file, not a folder")),
-    ("resume a finished run", TRAIN + " --resume --no-evaluate --out {finished_copy}", "plain",
+    ("resume a finished run",
+     TRAIN + " --resume --no-evaluate --out {finished_copy} --data-dir {data}", "plain",
      ok("wrote")),
-    ("resume beside a damaged snapshots.npz", TRAIN + " --resume --no-evaluate --out {damaged}",
-     "plain", ok("the figure of C starts where the run resumes")),
+    ("resume beside a damaged snapshots.npz",
+     TRAIN + " --resume --no-evaluate --out {damaged} --data-dir {data}", "plain",
+     ok("the figure of C starts where the run resumes")),
     ("resume beside a snapshots.npz of other arrays",
-     TRAIN + " --resume --no-evaluate --out {other_snapshots}", "plain",
+     TRAIN + " --resume --no-evaluate --out {other_snapshots} --data-dir {data}", "plain",
      ok("holds no snapshots")),
     ("resume beside snapshots of another size",
-     TRAIN + " --resume --no-evaluate --out {other_size}", "plain", ok("holds no snapshots")),
+     TRAIN + " --resume --no-evaluate --out {other_size} --data-dir {data}", "plain",
+     ok("holds no snapshots")),
     ("resume a moved run from another folder",
      TRAIN + " --resume --no-evaluate --out {moved}", "in-tmp", ok("wrote")),
     ("truncated shapes cache", TINY + " --out {tmp}/o --data-dir {truncated_cache}", "plain",
@@ -106,7 +109,8 @@ PROGRAM_CASES = [
      error("the run trained on shapes: the data directory")),
     ("evaluate a CIFAR run without CIFAR", EVALUATE + " {cifar_run} --data-dir {tmp}", "plain",
      error("python -m tinybt.train --download")),
-    ("evaluate an unfinished run", EVALUATE + " {unfinished} --probe-epochs 1", "in-base",
+    ("evaluate an unfinished run",
+     EVALUATE + " {unfinished} --probe-epochs 1 --data-dir {data}", "in-base",
      ok("the run stopped in epoch 2 of 3 (1 finished)")),
     ("evaluate from another folder", EVALUATE + " {run} --probe-epochs 1", "in-tmp",
      ok('"test_images": 1000')),
@@ -239,7 +243,9 @@ def real_run(root, base):
     assert made.returncode == 0, made.stderr
     # a --snapshot-size above the 1000 held-out images is said, not cut without a word
     assert "--snapshot-size 2000 is more than the 1000 held-out images" in made.stdout
-    places = {"run": base / "runs" / "run"}
+    # The copies are no longer at runs/run under the folder the run was started in, so the
+    # folder its relative data_dir is relative to is unknown: they are given --data-dir.
+    places = {"run": base / "runs" / "run", "data": base / "data"}
     for name in ("finished_copy", "damaged", "other_snapshots", "other_size"):
         places[name] = root / name
         shutil.copytree(places["run"], places[name])
