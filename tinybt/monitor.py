@@ -19,7 +19,7 @@ curve in 20 points). The accuracy is below the final evaluation's, which uses ev
 image as the bank, but it rises and falls with it.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,16 +48,8 @@ def monitor_sample(train_set, test_set, seed):
 
 
 def _subset(dataset, rows):
-    """The images `rows` of `dataset`, with its mean and std."""
-    return Dataset(
-        images=dataset.images[rows],
-        labels=dataset.labels[rows],
-        classes=dataset.classes,
-        mean=dataset.mean,
-        std=dataset.std,
-        name=dataset.name,
-        split=dataset.split,
-    )
+    """The images `rows` of `dataset`, with its labels, mean and std."""
+    return replace(dataset, images=dataset.images[rows], labels=dataset.labels[rows])
 
 
 def monitor_accuracy(encoder, sample):
