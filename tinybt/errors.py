@@ -88,10 +88,4 @@ def _program_started():
     return main_spec is not None and main_spec.name.startswith("tinybt.")
 
 
-def _stop_quietly(signum, frame):
-    raise SystemExit(130)
-
-
 _refuse_shadowing_folder()
-if _program_started():  # Ctrl-C while the program imports its modules: no traceback
-    signal.signal(signal.SIGINT, _stop_quietly)
