@@ -581,3 +581,22 @@ def test_every_16_bit_grey_mode_is_scaled(dtype, mode):
     image = Image.fromarray(np.array([[0, 257, 65535]], dtype=dtype))
     assert image.mode == mode
     np.testing.assert_array_equal(np.asarray(to_rgb(image))[0], [[0] * 3, [1] * 3, [255] * 3])
+
+
+@pytest.mark.parametrize(
+    "pixels, reason",
+    [
+        (np.full((8, 8), 0.5, np.float32), "32-bit floats"),  # read as black before
+        (np.full((8, 8), 2**20, np.int32), "32-bit integers"),  # read as white before
+    ],
+)
+def test_tiffs_of_32_bit_pixels_are_refused_naming_the_file(pixels, reason, tmp_path):
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for index in range(3):
+            Image.new("RGB", (8, 8)).save(tmp_path / label / f"{index}.png")
+    Image.fromarray(pixels).save(tmp_path / "dog" / "odd.tif")
+    with pytest.raises(TinyBTError) as error:
+        load_dataset("folder", "train", tmp_path, size=8, test_every=3)
+    message = str(error.value)
+    assert "dog/odd.tif" in message and reason in message and "\n" not in message

@@ -31,13 +31,18 @@ pytestmark = pytest.mark.host
 LOSS_RTOL = 1e-5  # relative, per epoch's mean loss
 WEIGHT_ATOL = 2e-5  # absolute, for weights of size up to about 1
 
-# (name, Config changes): every method, and Barlow Twins against a target through a predictor
+# (name, Config changes): every method, Barlow Twins against a target through a predictor, and
+# Barlow Twins with SGD: Adam and LARS are blind to a constant scale of the gradient (Adam
+# divides it by its own size, LARS by its norm), so gradients averaged over the processes
+# instead of summed would train their run; SGD steps by the gradient itself (at a learning rate
+# whose steps keep the rounding of the sums, taken in another order, within LOSS_RTOL).
 VARIANTS = [
     ("barlow", {}),
     ("vicreg", {"method": "vicreg"}),
     ("simclr", {"method": "simclr"}),
     ("byol", {"method": "byol"}),
     ("barlow --ema --predictor", {"ema": True, "predictor": True}),
+    ("barlow --optimizer sgd", {"optimizer": "sgd", "lr": 0.002}),
 ]
 # A standardised loss (Barlow Twins) cannot see a shift of every embedding, so the bias of
 # the predictor's last layer, which only shifts them, has a gradient of exactly 0 in exact
@@ -297,3 +302,38 @@ def test_two_processes_train_on_an_archive_decoded_once(tmp_path, monkeypatch):
     assert status == 0, err
     assert len(list((tmp_path / "two-cache").iterdir())) == 1
     np.testing.assert_allclose(losses(two), losses(one), rtol=LOSS_RTOL)
+
+
+@needs_mpi
+def test_processes_given_different_options_stop_together_in_one_line(tmp_path, data_dir):
+    """One job whose first process alone is told to --resume: every process stops at once,
+    before the first step, instead of the others waiting for it in a sum for ever."""
+    first = training(run_options(data_dir, tmp_path, epochs=2))
+    status, out, err = finish(launch(1, *first), timeout=120)
+    assert status == 0, err
+    job = subprocess.Popen(
+        [MPIEXEC, "-n", "1", sys.executable, *resuming(tmp_path), ":",
+         "-n", "1", sys.executable, *training(run_options(data_dir, tmp_path, epochs=2))],
+        cwd=ROOT, env=launched_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    status, _, err = finish(job, timeout=60)
+    assert status == 2
+    assert err.splitlines() == [
+        "error: the 2 processes of this job were given different options: start every "
+        "process with the same command line"
+    ], err
+
+
+@needs_mpi
+def test_a_run_resumed_as_processes_that_do_not_split_its_batch_is_told_the_counts(
+    tmp_path, data_dir
+):
+    status, _, err = finish(launch(1, *training(run_options(data_dir, tmp_path, epochs=1))))
+    assert status == 0, err
+    status, _, err = finish(launch(3, *resuming(tmp_path)), timeout=120)
+    assert status == 2
+    batch = Config.preset("tiny").batch_size  # 32
+    assert err.splitlines() == [
+        f"error: this run's batch of {batch} does not split into 3 equal shares: resume it as "
+        f"a number of processes that divides {batch} (mpiexec -n 1, 2, 4, 8 or 16)"
+    ], err

@@ -193,6 +193,15 @@ def missing_moment(arrays, meta):
     del arrays["optim/m.0"]
 
 
+def steps_off_by_one(arrays, meta):  # Adam then overshoots: it looked like divergence
+    arrays["optim/steps"] = np.asarray(arrays["optim/steps"] + 1)
+
+
+def no_optimiser_state(arrays, meta):
+    for key in [key for key in arrays if key.startswith("optim/")]:
+        del arrays[key]
+
+
 TAMPERINGS = {
     "string weights": (string_weights, "holds <U1 values"),
     "string epoch": (set_meta("epoch", "1"), "has epoch 1 in its meta"),
@@ -201,6 +210,8 @@ TAMPERINGS = {
     "short order": (set_meta("order", [0, 1, 2]), "has order list"),
     "moment of the wrong shape": (wrong_shape_moment, "'m.0' is a float64 array of shape (3,)"),
     "missing moment": (missing_moment, "has no 'm.0'"),
+    "optimiser steps off": (steps_off_by_one, "has optimiser steps"),
+    "no optimiser state": (no_optimiser_state, "optimiser state 'steps' is None"),
 }
 
 

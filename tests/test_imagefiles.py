@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tinybt.data import cache, load_dataset
+from tinybt.data.imagefiles import ImageFiles
 from tinybt.errors import TinyBTError
 
 pytestmark = pytest.mark.host
@@ -241,3 +242,20 @@ def test_all_of_cifar10_from_the_shared_archive(tmp_path):
     assert train.images.shape == (50000, 32, 32, 3) and test.images.shape == (10000, 32, 32, 3)
     assert np.bincount(train.labels).tolist() == [5000] * 10
     assert train.classes[:3] == ["airplane", "automobile", "bird"]
+
+
+def test_an_unreadable_subfolder_stops_the_load_naming_it(tmp_path, monkeypatch):
+    # As root every folder can be read, so the refusal is what listing it raises.
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        Image.new("RGB", (4, 4)).save(tmp_path / label / "0.png")
+    locked, scandir = tmp_path / "dog", os.scandir
+
+    def refusing(path):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    with pytest.raises(TinyBTError, match=f"cannot read the folder {locked} .Permission denied"):
+        ImageFiles(tmp_path).listing()

@@ -178,13 +178,22 @@ def gpu_index(gpu_count):
     return local_rank
 
 
-def batch_share(batch_size):
+def batch_share(batch_size, resuming=False):
     """slice: the rows of every batch of `batch_size` (the whole batch) this process takes.
 
     Equal shares, in rank order: process r takes rows r N/P to (r + 1) N/P. Every process
     then holds the same number of rows, which the gathers and the counts below rely on.
+    A batch that does not split is refused with what to change: the batch size of a new
+    run, the number of processes of a resumed one (its batch size is part of the run).
     """
     processes = size()
+    if batch_size % processes and resuming:
+        divisors = [str(n) for n in range(1, 17) if batch_size % n == 0]
+        raise DistributedError(
+            f"this run's batch of {batch_size} does not split into {processes} equal shares: "
+            f"resume it as a number of processes that divides {batch_size} "
+            f"(mpiexec -n {', '.join(divisors[:-1])} or {divisors[-1]})"
+        )
     if batch_size % processes:
         raise DistributedError(
             f"--batch-size {batch_size} does not split into {processes} equal shares: use a "
@@ -321,6 +330,21 @@ def broadcast(value):
     """
     world = _communicator()
     return value if world is None else world.bcast(value, root=0)
+
+
+def same_on_every_process(value, what):
+    """Raise a TinyBTError on every process when `value` differs between them.
+
+    For what each process reads for itself but all must share, such as the command line: a
+    job whose processes were given different options (--resume on one alone) would train
+    different runs, or wait for ever in a sum that only some of them reach. In one process
+    it does nothing.
+    """
+    if any_process(broadcast(value) != value):
+        raise TinyBTError(
+            f"the {size()} processes of this job were given different {what}: start every "
+            "process with the same command line"
+        )
 
 
 def on_process_zero(function, *args):

@@ -1,6 +1,7 @@
 """How errors reach the user: one line that says what to do, never a traceback."""
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -29,9 +30,34 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (`{self.prog} --help` lists the options)\n")
 
 
+# What to do about the file system's refusals of a path the user gave, by errno.
+PATH_ADVICE = {
+    errno.ENAMETOOLONG: "shorten it: a name in a path may be at most 255 bytes",
+    errno.EACCES: "give yourself access to it, or choose another path",
+    errno.EPERM: "give yourself access to it, or choose another path",
+    errno.EROFS: "choose a folder on a disk you can write to",
+    errno.ENOSPC: "free some space and run it again",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.ELOOP: "it is a loop of symbolic links: check the path",
+}
+
+
+def path_error_line(error):
+    """One line for an OSError about a file or folder, or None for one with no path.
+
+    The file system's own refusals (a name over its length limit, a file without
+    permission, a read-only or full disk) can come from any open or mkdir on a path the user
+    gave; run_program turns those the program did not catch itself into this one line."""
+    if error.filename is None:
+        return None
+    advice = PATH_ADVICE.get(error.errno, "check the path")
+    return f"{error.strerror or error}: {error.filename} ({advice})"
+
+
 def run_program(main):
     """Run a program's `main()` and exit with the status it returns.
 
+    An OSError about a path ends it with one `error:` line and status 2 (path_error_line).
     Ctrl-C that main does not catch ends the program with status 130, as from the shell.
     Output piped into a command that stops reading early (`python -m tinybt.train --help |
     head -1`) ends the program quietly, with the status of a process stopped by SIGPIPE (141),
@@ -51,6 +77,11 @@ def run_program(main):
         os.dup2(devnull, sys.stdout.fileno())
         os.dup2(devnull, sys.stderr.fileno())
         status = 141
+    except OSError as error:
+        if path_error_line(error) is None:
+            raise
+        print(f"error: {path_error_line(error)}", file=sys.stderr)
+        status = 2
     sys.exit(status)
 
 

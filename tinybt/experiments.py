@@ -26,6 +26,7 @@ tinybt.grids.check_record included, named by its file and line).
 
 import os
 import sys
+from pathlib import Path
 
 from tinybt.comparison import shapes_verdicts, verdicts
 from tinybt.distributed import refuse_launcher
@@ -132,6 +133,11 @@ def run_grids(args, root):
 
 def print_verdicts(root, fast):
     """Print the claims table from the records under `root`; 0, or 1 if runs are missing."""
+    if not Path(root).exists():
+        raise TinyBTError(
+            f"no folder {root} holds the grids' records: give --root their folder (the default "
+            "is relative to the repository's folder: run the command there)"
+        )
     results = {}
     for name in GRIDS:
         path = results_path(root, name, fast)

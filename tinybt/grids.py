@@ -563,13 +563,23 @@ class RunsFailed(TinyBTError):
 
 
 def check_root(root, path, write):
-    """One-line errors for a --root that cannot hold the grids: a file, a folder this process
-    cannot write to (when `write`), a record that is a folder."""
+    """One-line errors for a --root that cannot hold the grids, before any run trains: a
+    file, a folder this process cannot write to (when `write`), a record that is a folder or
+    that this process cannot read (and write)."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise TinyBTError(f"--root {root} is a file, not a folder: give a folder for the grids")
     if path.is_dir():
         raise TinyBTError(f"{path} is a folder, not a grid's record: move it out of the way")
+    if path.exists():
+        access = "read and write" if write else "read"
+        try:
+            open(path, "r+b" if write else "rb").close()
+        except OSError as error:
+            raise TinyBTError(
+                f"cannot {access} the record {path} ({error.strerror}): give yourself {access} "
+                "access to it"
+            ) from None
     if not write:
         return
     try:

@@ -139,6 +139,7 @@ class Run:
         """Load the data, build everything, and restore it when resuming."""
         config = self.config
         self.checkpoint_path = self.out / "checkpoint.npz"
+        self.share = distributed.batch_share(config.batch_size, resume)  # this process's rows
 
         # Process 0 reads (or decodes and caches) the images and sends them to the others, so
         # every process trains on the same images and a cache is built once.
@@ -158,7 +159,6 @@ class Run:
                 f"--batch-size {config.batch_size} is larger than the "
                 f"{len(self.train_set)} training images: lower it"
             )
-        self.share = distributed.batch_share(config.batch_size)  # this process's rows
         self.total_steps = config.epochs * self.steps_per_epoch
         self.snapshot_at = snapshot_steps(self.total_steps)
         self.snapshot_views = self._snapshot_views() if self.writer else None
@@ -193,6 +193,13 @@ class Run:
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optim_state)
         self.epoch, self.batch = meta["epoch"], meta["batch"]
+        step = self.epoch * self.steps_per_epoch + self.batch
+        if self.optimizer.steps != step:  # its step count sets Adam's bias correction
+            raise TinyBTError(
+                f"{self.checkpoint_path} has optimiser steps {self.optimizer.steps} where the "
+                f"run is at step {step}: it was damaged or written by hand; resume from an "
+                "earlier checkpoint"
+            )
         self.order = None if meta["order"] is None else np.asarray(meta["order"])
         self.rng = rng
         self.sums = meta["sums"]

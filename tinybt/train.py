@@ -11,7 +11,7 @@ import traceback
 from dataclasses import fields, replace
 
 from tinybt import distributed
-from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
+from tinybt.errors import OneLineArgumentParser, TinyBTError, path_error_line, run_program
 from tinybt.recipe import PRESETS, Config, stored_data_dir
 from tinybt.run import load_run_checkpoint, train
 from tinybt.runfolder import checkpoint_to_resume
@@ -99,10 +99,15 @@ def main(argv=None):
     with distributed.only_first_process_prints():
         args = parse_args(argv)
     try:
+        distributed.same_on_every_process(vars(args), "options")
         config = distributed.on_process_zero(config_from_args, args)
         result = train(config, resume=args.resume, overwrite=args.overwrite)
     except TinyBTError as error:
         return distributed.stop(f"error: {error}", 2)
+    except OSError as error:  # a path the file system refuses: one line (see errors.py)
+        if path_error_line(error) is None:
+            raise
+        return distributed.stop(f"error: {path_error_line(error)}", 2)
     except KeyboardInterrupt:
         return 130
     except Exception:  # a bug: its traceback once, not once per process

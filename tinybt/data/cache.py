@@ -30,11 +30,11 @@ from tqdm.auto import tqdm
 from tinybt.checkpoint import atomic_savez, read_npz
 from tinybt.errors import TinyBTError
 
-CACHE_VERSION = 1  # change it when the decoding changes, so old caches are rebuilt
+CACHE_VERSION = 2  # change it when the decoding changes, so old caches are rebuilt
 POOL_FROM = 512  # fewer images than this decode faster in this process than in a pool
-# How pillow opens a 16-bit grey PNG: "I;16" (or "I;16B"), or "I" in older versions; PNG, the only
-# format here with more than 8 bits, has no 32-bit greys. 16-bit colour PNGs arrive as "RGB" or
-# "RGBA", already reduced to 8 bits by pillow, and need nothing.
+# How pillow opens a 16-bit grey PNG or TIFF: "I;16" (or "I;16B"), or "I" in older versions; "I"
+# is also a TIFF's 32-bit integers (see to_rgb). 16-bit colour PNGs arrive as "RGB" or "RGBA",
+# already reduced to 8 bits by pillow, and need nothing.
 SIXTEEN_BIT_GREYS = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
 
@@ -148,8 +148,17 @@ def to_rgb(image):
 
     pillow's own convert("RGB") clips a 16-bit grey at 255, which turns almost every pixel
     white; so 16-bit greys are first scaled to 8 bits: 0..65535 -> 0..255 is a division by 257.
+    A TIFF can also hold 32-bit integers ("I" beyond 16 bits) or floats ("F") per pixel, on a
+    scale the file does not state (floats from 0 to 1, or to 255, or in physical units); pillow
+    would clip them to white or round them to black, so they are refused, naming the file.
     """
+    if image.mode == "F":
+        raise ValueError("it holds 32-bit floats, on a scale the file does not state: save it "
+                         "with 8 or 16 bits per channel")
     if image.mode in SIXTEEN_BIT_GREYS:
-        grey = np.asarray(image).astype(np.float64) / 257
-        image = Image.fromarray(np.round(grey).clip(0, 255).astype(np.uint8))  # mode "L"
+        grey = np.asarray(image).astype(np.float64)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise ValueError("it holds 32-bit integers, beyond 16 bits: save it with 8 or 16 "
+                             "bits per channel")
+        image = Image.fromarray(np.round(grey / 257).clip(0, 255).astype(np.uint8))  # mode "L"
     return image.convert("RGB")

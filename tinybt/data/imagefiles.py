@@ -14,6 +14,7 @@ read from its start; `fingerprint()` is what the image cache compares to notice 
 """
 
 import hashlib
+import os
 import tarfile
 import zipfile
 import zlib
@@ -41,6 +42,14 @@ def hidden(name):
 def member_name(raw):
     """An archive member's name as a path inside the folder: "./photos/cat/" -> "photos/cat"."""
     return "/".join(part for part in raw.split("/") if part not in ("", "."))
+
+
+def _unreadable(error):
+    """What os.walk calls with the OSError of a folder it cannot list."""
+    raise TinyBTError(
+        f"cannot read the folder {error.filename} ({error.strerror}): give yourself read "
+        "access to it, or move it out of the image folder"
+    )
 
 
 def is_image(name):
@@ -82,17 +91,18 @@ class ImageFiles:
         return sorted(f for f in files if is_image(f[0])), folders
 
     def _folder_entries(self):
-        """[(name, size, mtime_ns)] of the folder's files, and its folders' names."""
+        """[(name, size, mtime_ns)] of the folder's files, and its folders' names. A subfolder
+        that cannot be read stops the load: skipping it would train on part of the data."""
         files, folders = [], set()
-        for path in self.path.rglob("*"):
-            name = path.relative_to(self.path).as_posix()
-            if any(hidden(part) for part in name.split("/")):
-                continue
-            if path.is_dir():
-                folders.add(name)
-            elif path.is_file():
-                status = path.stat()
-                files.append((name, status.st_size, status.st_mtime_ns))
+        for top, subfolders, names in os.walk(self.path, onerror=_unreadable):
+            subfolders[:] = [folder for folder in subfolders if not hidden(folder)]
+            where = Path(top).relative_to(self.path)
+            folders.update((where / folder).as_posix() for folder in subfolders)
+            for name in names:
+                path = Path(top) / name
+                if not hidden(name) and path.is_file():
+                    status = path.stat()
+                    files.append(((where / name).as_posix(), status.st_size, status.st_mtime_ns))
         return files, folders
 
     def _archive_entries(self):
