@@ -7,8 +7,9 @@ Either way the files are named by their path inside the folder, with "/" between
 ("train/cat/0001.jpg"), so the rest of tinybt never asks which kind it holds. An archive that
 holds one folder (as `tar czf photos.tar.gz photos/` makes) is read as that folder, and so on
 inwards (`tar czf photos.tar.gz home/me/photos/` wraps it in three). A member stored twice (as
-appending to an archive leaves it) is read as its last copy, as unpacking it would. Hidden
-files and folders (.git, .ipynb_checkpoints, macOS's ._ files and __MACOSX) are left out.
+appending to an archive leaves it) is read as its last copy, as unpacking it would; a hard link
+as the member it links to; a symbolic link not at all. Hidden files and folders (.git,
+.ipynb_checkpoints, macOS's ._ files and __MACOSX) are left out.
 
 `listing()` says what the source holds (its image files and folders); `read(names)` gives the
 bytes of those files, in the order the source stores them, since a compressed tar can only be
@@ -137,11 +138,13 @@ class ImageFiles:
                             f"{info.filename} in {self.path} is encrypted: unpack the archive "
                             "with its password and pass the folder"
                         )
-                    yield info.filename, info.file_size, info.is_dir(), partial(archive.read, info)
+                    # the zip format's separator is "/"; older Windows tools wrote "\\"
+                    name = info.filename.replace("\\", "/")
+                    yield name, info.file_size, info.is_dir(), partial(archive.read, info)
             return
         with tarfile.open(self.path, "r:*") as archive:
             for member in archive:
-                if member.isfile() or member.isdir():
+                if member.isfile() or member.islnk() or member.isdir():
                     read = partial(_tar_bytes, archive, member)
                     yield member.name, member.size, member.isdir(), read
 
