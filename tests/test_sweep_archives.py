@@ -87,6 +87,15 @@ def symlink(target):
     return member
 
 
+def hard_link(target):
+    def member(name):
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.LNKTYPE, target
+        return info
+
+    return member
+
+
 def folder_member(name):
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE
@@ -177,6 +186,10 @@ ARCHIVE_CASES = [
      lambda tmp: write_zip(tmp / "a.zip", two_classes("фото/")), 8),
     ("a symlink member", lambda tmp: write_tar(
         tmp / "a.tar", {**two_classes(), "cat/link.png": symlink("0.png")}), 8),
+    ("a hard link member", lambda tmp: write_tar(
+        tmp / "a.tar", {**two_classes(), "cat/copy.png": hard_link("cat/0.png")}), 9),
+    ("a zip made on Windows, with backslashes",
+     lambda tmp: write_zip(tmp / "a.zip", windows_names(two_classes())), 8),
     ("a folder member named like an image", lambda tmp: write_tar(
         tmp / "a.tar", {**two_classes(), "cat/album.png": folder_member}), 8),
     ("an upper-case .TAR.GZ",
@@ -193,6 +206,10 @@ ARCHIVE_CASES = [
         tmp / "a.tar", {**two_classes(), "cat/x.png": b"not a png"}),
      "cannot read image cat/x.png in"),
 ]  # fmt: skip
+
+
+def windows_names(members):
+    return {name.replace("/", "\\"): data for name, data in members.items()}
 
 
 def touch(path, data):
@@ -450,6 +467,23 @@ def test_export_of_a_changed_checkpoint(runs, tmp_path, capsys, name, change, ph
         assert status == 0, capsys.readouterr().err
     else:
         assert status == 2 and phrase in one_line(capsys)
+
+
+def test_embed_of_a_run_whose_training_data_moved(runs, tmp_path, capsys):
+    """The run's relative data folder is not beside it: the mean and std of its training images
+    are needed, and embed's --data-dir names the images to embed, so another flag gives them."""
+    folder = tampered(runs["barlow"], tmp_path, config_with(data_dir="data", out="runs/barlow"))
+    photos = photo_folder(tmp_path / "photos")
+    arguments = [str(folder), "--data-dir", str(photos), "--out", str(tmp_path / "f.npz")]
+    assert embed.main(arguments) == 2
+    assert one_line(capsys).endswith("give the dataset's folder with --train-data-dir")
+    data = Path(load_split_dir(runs["barlow"]))
+    assert embed.main([*arguments, "--train-data-dir", str(data)]) == 0
+
+
+def load_split_dir(run):
+    with np.load(run / "checkpoint.npz") as archive:
+        return json.loads(str(archive["meta"]))["config"]["data_dir"]
 
 
 def test_export_of_a_file_that_is_not_a_checkpoint(runs, tmp_path, capsys):
