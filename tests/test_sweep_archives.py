@@ -170,6 +170,14 @@ ARCHIVE_CASES = [
     ("a tar named .zip", lambda tmp: write_tar(tmp / "a.zip", two_classes()),
      "cannot read the archive"),
     ("a plain tar named .tar.gz", lambda tmp: write_tar(tmp / "a.tar.gz", two_classes()), 8),
+    ("a gzipped tar named .tar", lambda tmp: write_tar(tmp / "a.tar", two_classes(), "w:gz"), 8),
+    ("an xz tar named .tgz", lambda tmp: write_tar(tmp / "a.tgz", two_classes(), "w:xz"), 8),
+    ("a wrapped train/test split",
+     lambda tmp: write_zip(tmp / "a.zip", {**two_classes("photos/train/"),
+                                           **two_classes("photos/test/")}), 10),
+    ("an empty image member", lambda tmp: write_tar(
+        tmp / "a.tar", {**two_classes(), "dog/empty.png": b""}),
+     "cannot read image dog/empty.png in"),
     ("an archive of one class",
      lambda tmp: write_tar(tmp / "a.tar", {f"cat/{i}.png": png() for i in range(5)}),
      r"a.tar \(read inside its folder cat/\) has no class subfolders"),
@@ -481,6 +489,15 @@ def test_embed_of_a_run_whose_training_data_moved(runs, tmp_path, capsys):
     assert embed.main([*arguments, "--train-data-dir", str(data)]) == 0
 
 
+def test_export_of_a_run_whose_training_data_moved(runs, tmp_path, capsys):
+    pytest.importorskip("safetensors")
+    folder = tampered(runs["barlow"], tmp_path, config_with(data_dir="data", out="runs/barlow"))
+    arguments = [str(folder), "--to", str(tmp_path / "e.safetensors")]
+    assert export.main(arguments) == 2
+    assert one_line(capsys).endswith("give the dataset's folder with --data-dir")
+    assert export.main([*arguments, "--data-dir", load_split_dir(runs["barlow"])]) == 0
+
+
 def load_split_dir(run):
     with np.load(run / "checkpoint.npz") as archive:
         return json.loads(str(archive["meta"]))["config"]["data_dir"]
@@ -617,7 +634,11 @@ def test_embed_in_an_odd_environment(runs, tmp_path, name, env):
     assert (tmp_path / "f.png").is_file()
 
 
-@pytest.mark.parametrize("arguments", [["tinybt.export", "--help"], ["tinybt.train", "--help"]])
+@pytest.mark.parametrize(
+    "arguments",
+    [["tinybt.export", "--help"], ["tinybt.train", "--help"]],
+    ids=["export --help", "train --help"],
+)
 def test_a_closed_stdout_is_no_traceback(tmp_path, arguments):
     """`python -m tinybt.export ... >&-`: no stdout at all."""
     closed_stdout(arguments, tmp_path)
