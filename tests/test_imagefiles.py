@@ -205,7 +205,8 @@ def test_bad_archives_say_what_is_wrong_in_one_line(tmp_path):
         Image.new("RGB", (9, 9), (index, 2, 3)).save(loose / f"{index}.png")
     archive = pack(loose, tmp_path / "loose.tar.gz")
     assert folder_error(archive) == (
-        f"{archive} has no class subfolders: put each class's images in root/name/"
+        f"{archive} (read inside its folder loose/) has no class subfolders: put each class's "
+        "images in root/name/"
     )
     assert folder_error(tmp_path / "missing.zip").startswith(f"no archive at {tmp_path}")
     torn = tmp_path / "torn.tar.gz"

@@ -71,6 +71,8 @@ def atomic_write(path, write):
     leaves the folder as it was.
     """
     path = Path(path)
+    if path.is_dir():
+        raise TinyBTError(f"cannot write {path}: a folder has that name; move it or give another")
     temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

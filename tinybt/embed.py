@@ -10,9 +10,10 @@ folders are optional), and saves
 
 The images are read as `--dataset folder` reads them (centre square, resized to the run's image
 size, cached; tinybt/data/folder.py) and normalised with the mean and std of the run's own
-training images. `--neighbours K` also draws, for a few query images spread over the folder,
-their K nearest neighbours among the others by cosine similarity of the features, in FILE.png
-beside FILE.npz: what the encoder finds alike in your images.
+training images (found where the run keeps them, or given by --train-data-dir if they moved).
+`--neighbours K` also draws, for a few query images spread over the folder, their K nearest
+neighbours among the others by cosine similarity of the features, in FILE.png beside FILE.npz:
+what the encoder finds alike in your images.
 """
 
 import sys
@@ -32,18 +33,18 @@ from tinybt.recipe import load_split
 QUERIES = 6  # query images in the neighbours figure
 
 
-def embed(run, data_dir, out, neighbours=0, log=print):
+def embed(run, data_dir, out, neighbours=0, log=print, train_data_dir=None):
     """Save the features of every image of `data_dir` under the run `run`'s encoder to `out`
     (.npz); with `neighbours` K > 0 also draw each of QUERIES queries' K nearest neighbours to
     `out` with the suffix .png. Returns the saved arrays. log: where one-line messages go (None:
-    nowhere)."""
+    nowhere). train_data_dir: where the run's own dataset is, if it moved (default: the run's)."""
     log = log or (lambda *_: None)
     out = Path(out)
     if out.suffix != ".npz":
         raise TinyBTError(f"--out {out} must end in .npz: the features are saved as NumPy arrays")
     if neighbours < 0:
         raise TinyBTError(f"--neighbours must be 0 or more, got {neighbours}")
-    model, config, _, _ = load_trained(run)
+    model, config, _, _ = load_trained(run, data_dir=train_data_dir, data_flag="--train-data-dir")
     trained_on = load_split(config, "train")  # the mean and std the encoder was trained with
     size = trained_on.images.shape[1]
     names, images, labels, classes = read_all(data_dir, size)
@@ -84,9 +85,16 @@ def main(argv=None):
         metavar="K",
         help="also draw the K nearest neighbours of a few images in FILE.png (default: 0, none)",
     )
+    parser.add_argument(
+        "--train-data-dir",
+        default=None,
+        help="where the run's own dataset is, if it moved (default: the run's)",
+    )
     args = parser.parse_args(argv)
     try:
-        embed(args.run, args.data_dir, args.out, args.neighbours)
+        embed(
+            args.run, args.data_dir, args.out, args.neighbours, train_data_dir=args.train_data_dir
+        )
     except TinyBTError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -68,7 +68,8 @@ def run_program(main):
         try:
             status = main()
         finally:  # the buffered output is written here, while the error can still be caught
-            sys.stdout.flush()
+            if sys.stdout is not None:  # None when started with stdout closed (`>&-`)
+                sys.stdout.flush()
     except KeyboardInterrupt:  # what a program does not catch itself: stop, without a traceback
         status = 130
     except BrokenPipeError:

@@ -43,11 +43,12 @@ def evaluate_run(model, config, train_set, test_set, probe_epochs=100, log=print
     return result
 
 
-def load_trained(path, backend_name=None, data_dir=None):
+def load_trained(path, backend_name=None, data_dir=None, data_flag="--data-dir"):
     """(model, config, meta, checkpoint) of the run whose folder (or checkpoint.npz) is `path`:
     its network rebuilt from the configuration stored in the checkpoint, with the trained
     weights. The backend is, in order: `backend_name`, TINYBT_BACKEND, the run's own; the data
-    folder `data_dir` if given (a moved dataset), else the run's own, found from its folder."""
+    folder `data_dir` if given (a moved dataset), else the run's own, found from its folder;
+    `data_flag` is the program's option that gives it, for the message when it is not found."""
     path = Path(path)
     checkpoint = path / "checkpoint.npz" if path.is_dir() else path
     model_state, _, meta = load_checkpoint(checkpoint)
@@ -64,7 +65,8 @@ def load_trained(path, backend_name=None, data_dir=None):
             f"{config.epochs}: it was damaged or written by hand; use an earlier checkpoint"
         )
     backend_name = backend_name or os.environ.get("TINYBT_BACKEND") or config.backend
-    data_dir = stored_data_dir(config, checkpoint.parent) if data_dir is None else data_dir
+    if data_dir is None:
+        data_dir = stored_data_dir(config, checkpoint.parent, data_flag)
     config = replace(config, backend=backend_name, data_dir=data_dir)
     validate(config)
     backend.set_backend(config.backend)

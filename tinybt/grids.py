@@ -463,7 +463,13 @@ def _check_implied_tags(tags, config, where):
     for key, value in tags.items():
         try:
             expected = implied[key]()
-        except (KeyError, AttributeError, TypeError, ValueError):
+        except KeyError as error:  # a setting an older or newer tinybt did not write
+            raise TinyBTError(
+                f"{where} has no config.{error.args[0]}, which tags.{key} is made from: the "
+                "line was written by another version of tinybt; delete it, and `python -m "
+                "tinybt.experiments run` trains that run again"
+            ) from None
+        except (AttributeError, TypeError, ValueError):
             raise TinyBTError(
                 f"{where} has a config without what tags.{key} is made from: repair or delete "
                 "that line"

@@ -413,14 +413,14 @@ def load_split(config, split):
     return dataset
 
 
-def stored_data_dir(config, folder):
+def stored_data_dir(config, folder, flag="--data-dir"):
     """The data_dir of the run stored in `folder`, as a path that works from any folder.
 
     Rule: a run's relative paths are resolved from its folder, never from the current one. A
     relative data_dir is relative to the folder the run was started in: `folder` less the parts
     of the stored `out` (runs/NAME under the project, say), wherever the project now is. Where
     that folder is unknown (an absolute `out`, a renamed run) or holds no such data, TinyBTError
-    says to pass --data-dir.
+    says to pass `flag`, the program's option for it.
     """
     data_dir, out = Path(config.data_dir), Path(config.out)
     if data_dir.is_absolute():
@@ -432,7 +432,7 @@ def stored_data_dir(config, folder):
     where = "" if started_in is None else f" ({started_in / data_dir} is not there)"
     raise TinyBTError(
         f"the run in {folder} has its data in {config.data_dir}, relative to the folder it was "
-        f"started in{where}: give the dataset's folder with --data-dir"
+        f"started in{where}: give the dataset's folder with {flag}"
     )
 
 

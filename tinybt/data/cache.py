@@ -81,7 +81,7 @@ def _read_cache(path, key, files):
     try:
         cached = read_npz(path, "decoding the images again")
         if str(cached["key"]) != key:
-            note(f"the images in {files.describe()} changed since they were cached: decoding again")
+            note(_why_stale(str(cached["key"]), key, files))
             return None
         names, images = cached["names"].tolist(), cached["images"]
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(names):
@@ -92,6 +92,13 @@ def _read_cache(path, key, files):
     except KeyError:  # an .npz of other arrays
         note(f"{path} is not an image cache of tinybt's: decoding the images again")
     return None
+
+
+def _why_stale(cached, key, files):
+    """The note saying why a cache whose key is `cached` is not the current `key`."""
+    if cached.rpartition(" ")[2] != key.rpartition(" ")[2]:  # the fingerprint, last
+        return f"the images in {files.describe()} changed since they were cached: decoding again"
+    return f"{files.describe()} was cached at another size or version of tinybt: decoding again"
 
 
 def decode_all(files, names, size):

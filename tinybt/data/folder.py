@@ -73,7 +73,11 @@ def _class_names(files, folders, parent):
     )
     where = files.describe(parent)
     if not classes:
-        raise TinyBTError(f"{where} has no class subfolders: put each class's images in root/name/")
+        # an archive of one class folder reads as that folder, which has none
+        inside = f" (read inside its folder {files.prefix})" if files.prefix and not parent else ""
+        raise TinyBTError(
+            f"{where}{inside} has no class subfolders: put each class's images in root/name/"
+        )
     # One class makes every prediction right: both encoders would report 100% and mean nothing.
     if len(classes) < 2:
         raise TinyBTError(

@@ -5,8 +5,11 @@
 
 Either way the files are named by their path inside the folder, with "/" between parts
 ("train/cat/0001.jpg"), so the rest of tinybt never asks which kind it holds. An archive that
-holds one folder (as `tar czf photos.tar.gz photos/` makes) is read as that folder. Hidden
-files and folders (.git, .ipynb_checkpoints, macOS's ._ files and __MACOSX) are left out.
+holds one folder (as `tar czf photos.tar.gz photos/` makes) is read as that folder, and so on
+inwards (`tar czf photos.tar.gz home/me/photos/` wraps it in three). A member stored twice (as
+appending to an archive leaves it) is read as its last copy, as unpacking it would; a hard link
+as the member it links to; a symbolic link not at all. Hidden files and folders (.git,
+.ipynb_checkpoints, macOS's ._ files and __MACOSX) are left out.
 
 `listing()` says what the source holds (its image files and folders); `read(names)` gives the
 bytes of those files, in the order the source stores them, since a compressed tar can only be
@@ -18,6 +21,7 @@ import os
 import tarfile
 import zipfile
 import zlib
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from tinybt.errors import TinyBTError
@@ -25,8 +29,16 @@ from tinybt.errors import TinyBTError
 # torchvision's ImageFolder reads the same
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
-# What a damaged archive raises while it is read: a torn gzip stream, a bad header, a bad CRC.
-ARCHIVE_ERRORS = (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error)
+# What a damaged archive raises while it is read: a torn gzip stream, a bad header, a bad CRC,
+# a zip compression method Python does not know.
+ARCHIVE_ERRORS = (
+    OSError,
+    EOFError,
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+)
 
 
 def is_archive(path):
@@ -70,7 +82,8 @@ class ImageFiles:
                 f"archive of it ({', '.join(ARCHIVES)})"
             )
         self._entries = None
-        self.prefix = ""  # the one folder an archive wraps everything in, with its "/"
+        self.prefix = ""  # the folders an archive wraps everything in, with a "/" after each
+        self._last = {}  # an archive's member name: the position of its last copy
 
     def describe(self, name=""):
         """How messages name the file or folder `name` of the source ("" is the source)."""
@@ -82,7 +95,7 @@ class ImageFiles:
     def listing(self):
         """(images, folders): the sorted names of the image files, and the set of folder names.
 
-        Each image is (name, size in bytes, modification time in ns).
+        Each image is (name, size in bytes, its change times: see `fingerprint`).
         """
         if self._entries is None:
             entries = self._archive_entries() if self.archive else self._folder_entries()
@@ -91,8 +104,9 @@ class ImageFiles:
         return sorted(f for f in files if is_image(f[0])), folders
 
     def _folder_entries(self):
-        """[(name, size, mtime_ns)] of the folder's files, and its folders' names. A subfolder
-        that cannot be read stops the load: skipping it would train on part of the data."""
+        """[(name, size, change times)] of the folder's files, and its folders' names. A
+        subfolder that cannot be read stops the load: skipping it would train on part of the
+        data."""
         files, folders = [], set()
         for top, subfolders, names in os.walk(self.path, onerror=_unreadable):
             subfolders[:] = [folder for folder in subfolders if not hidden(folder)]
@@ -102,14 +116,14 @@ class ImageFiles:
                 path = Path(top) / name
                 if not hidden(name) and path.is_file():
                     status = path.stat()
-                    files.append(((where / name).as_posix(), status.st_size, status.st_mtime_ns))
+                    files.append(((where / name).as_posix(), status.st_size, _changed(status)))
         return files, folders
 
     def _archive_entries(self):
         """The same for an archive; folders are also those its files' names imply."""
-        files, folders = [], set()
+        files, folders = {}, set()
         try:
-            for name, size, is_folder in self._members():
+            for position, (name, size, is_folder, _) in enumerate(self._members()):
                 name = member_name(name)
                 parts = name.split("/")
                 if not name or any(hidden(part) for part in parts):
@@ -118,47 +132,59 @@ class ImageFiles:
                 if is_folder:
                     folders.add(name)
                 else:
-                    files.append((name, size, 0))
+                    files[name] = (name, size, "")
+                    self._last[name] = position
         except ARCHIVE_ERRORS as error:
             raise self._damaged(error) from None
-        return files, folders
+        return list(files.values()), folders
 
     def _members(self):
-        """(name, size, is a folder) of every member of the archive."""
+        """(name, size, is a folder, a function that reads its bytes) of every member of the
+        archive, in the order it stores them."""
         if self.path.name.lower().endswith(".zip"):
             with zipfile.ZipFile(self.path) as archive:
                 for info in archive.infolist():
-                    yield info.filename, info.file_size, info.is_dir()
+                    if info.flag_bits & 0x1:  # the zip format's "encrypted" bit
+                        raise TinyBTError(
+                            f"{info.filename} in {self.path} is encrypted: unpack the archive "
+                            "with its password and pass the folder"
+                        )
+                    # the zip format's separator is "/"; older Windows tools wrote "\\"
+                    name = info.filename.replace("\\", "/")
+                    yield name, info.file_size, info.is_dir(), partial(archive.read, info)
             return
         with tarfile.open(self.path, "r:*") as archive:
             for member in archive:
-                if member.isfile() or member.isdir():
-                    yield member.name, member.size, member.isdir()
+                if member.isfile() or member.islnk() or member.isdir():
+                    read = partial(_tar_bytes, archive, member)
+                    yield member.name, member.size, member.isdir(), read
 
     def _unwrapped(self, entries):
-        """Entries of an archive that holds one folder, as if that folder had been given."""
+        """Entries of an archive that holds one folder, as if that folder had been given; and
+        again while what is left holds one folder."""
         files, folders = entries
-        tops = {name.split("/")[0] for name, _, _ in files} | {f.split("/")[0] for f in folders}
-        if not self.archive or len(tops) != 1 or any("/" not in name for name, _, _ in files):
-            return entries
-        self.prefix = tops.pop() + "/"
-        cut = len(self.prefix)
-        return (
-            [(name[cut:], size, mtime) for name, size, mtime in files],
-            {f[cut:] for f in folders if f.startswith(self.prefix)},
-        )
+        while self.archive:
+            tops = {name.split("/")[0] for name, _, _ in files} | {f.split("/")[0] for f in folders}
+            if len(tops) != 1 or any("/" not in name for name, _, _ in files):
+                break
+            top = tops.pop() + "/"
+            self.prefix += top
+            files = [(name[len(top) :], size, changed) for name, size, changed in files]
+            folders = {f[len(top) :] for f in folders if f.startswith(top)}
+        return files, folders
 
     def fingerprint(self):
-        """A digest of what the source holds: every image's name, size and modification time
-        for a folder; an archive's own size and modification time (its members cannot change
-        without it changing)."""
+        """A digest of what the source holds: every image's name, size and change times for a
+        folder; an archive's own size and change times (its members cannot change without it
+        changing). The change times are the modification time and the status change time,
+        which no copy can set (`cp -p` and `touch -r` set the first, to an older file's)."""
         digest = hashlib.sha256()
         if self.archive:
             status = self.path.stat()
-            digest.update(f"archive {status.st_size} {status.st_mtime_ns}".encode())
+            digest.update(f"archive {status.st_size} {_changed(status)}".encode())
         else:
-            for name, size, mtime in self.listing()[0]:
-                digest.update(f"{name}\t{size}\t{mtime}\n".encode())
+            for name, size, changed in self.listing()[0]:
+                digest.update(f"{name}\t{size}\t{changed}\n".encode())
         return digest.hexdigest()
 
     # ----- reading -----
@@ -175,19 +201,12 @@ class ImageFiles:
             raise self._damaged(error) from None
 
     def _read_archive(self, wanted):
+        """(name, bytes) of the last copy of each member in `wanted`."""
         cut = len(self.prefix)
-        if self.path.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(self.path) as archive:
-                for info in archive.infolist():
-                    name = member_name(info.filename)[cut:]
-                    if name in wanted:
-                        yield name, archive.read(info)
-            return
-        with tarfile.open(self.path, "r:*") as archive:
-            for member in archive:
-                name = member_name(member.name)[cut:]
-                if member.isfile() and name in wanted:
-                    yield name, archive.extractfile(member).read()
+        for position, (raw, _, is_folder, read) in enumerate(self._members()):
+            name = member_name(raw)
+            if not is_folder and name[cut:] in wanted and self._last.get(name) == position:
+                yield name[cut:], read()
 
     def _damaged(self, error):
         reason = str(error).split("\n")[0] or type(error).__name__
@@ -195,3 +214,12 @@ class ImageFiles:
             f"cannot read the archive {self.path} ({reason}): it is damaged or not a "
             f"{', '.join(ARCHIVES)} file; download or pack it again"
         )
+
+
+def _changed(status):
+    """A file's modification and status change times, in ns, from its os.stat result."""
+    return f"{status.st_mtime_ns} {status.st_ctime_ns}"
+
+
+def _tar_bytes(archive, member):
+    return archive.extractfile(member).read()
