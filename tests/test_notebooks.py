@@ -129,6 +129,55 @@ def test_notebook_is_committed_with_the_outputs_of_its_full_run(path):
     )
 
 
+# A path from the root of a file system: /home/..., /work/run/..., C:\\Users\\... (two parts at
+# least, so that "img/s" or "1/N" is none).
+ABSOLUTE_PATH = re.compile(r"(?<![\w./~:-])/(?:[\w.+-]+/)+[\w.+-]*|\b[A-Za-z]:\\[\w\\.-]+")
+
+
+def output_texts(cell):
+    """Every text a code cell's outputs show: streams, text results, tracebacks."""
+    for output in cell.get("outputs", []):
+        if "text" in output:
+            yield output.text
+        for kind, value in output.get("data", {}).items():
+            if kind.startswith("text/"):
+                yield value
+        yield "\n".join(output.get("traceback", []))
+
+
+def absolute_paths(notebook):
+    """[(cell index, path)] of every absolute path in the outputs of `notebook`."""
+    return [
+        (index, path)
+        for index, cell in enumerate(notebook.cells)
+        for text in output_texts(cell)
+        for path in ABSOLUTE_PATH.findall(text)
+    ]
+
+
+def test_absolute_paths_are_found_in_an_output():
+    cell = nbformat.v4.new_code_cell("print(folder)")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", text="wrote /work/copy/runs/a/ and C:\\Users\\me\\runs\n"),
+        nbformat.v4.new_output("execute_result", {"text/plain": "'/home/me/data'"}),
+        nbformat.v4.new_output("stream", text="wrote runs/a/ at 213 img/s, 1/N of the batch\n"),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert [path for _, path in absolute_paths(notebook)] == [
+        "/work/copy/runs/a/",
+        "C:\\Users\\me\\runs",
+        "/home/me/data",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_output_holds_an_absolute_path(path):
+    """A path of the machine that rendered the book means nothing to a reader, and tells
+    where someone keeps their files: print paths relative to the repository."""
+    found = absolute_paths(nbformat.read(path, as_version=4))
+    assert not found, f"{path.name}: absolute paths in outputs (cell, path): {found}"
+
+
 # Notebooks that train with `mpiexec` (the mpi extra), skipped where it is not installed.
 NEEDS_MPI = {"11_distributed"}
 
