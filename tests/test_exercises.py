@@ -266,6 +266,15 @@ def test_check_fails_a_planted_wrong_solution(solved, tmp_path, capsys, task, wr
     assert "not implemented yet" not in out, out
 
 
+def test_check_names_the_row_order_of_a_wrong_im2col(solved, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(solved, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    plant(copy, "conv2d", "rows in (KH, KW, C) order in im2col and col2im alike")
+    assert exercises.check("conv2d", copy) == 1
+    out = capsys.readouterr().out
+    assert "im2col's rows are in (KH, KW, C) order: they must be in (C, KH, KW) order" in out, out
+
+
 @pytest.mark.parametrize(
     "task, wrong, meant",
     [
