@@ -357,6 +357,8 @@ def test_report_skips_modules_skipped_whole_but_keeps_every_test(tmp_path):
     "file, result",
     [
         ("tinybt/ops/batchnorm.py", "x̂_k mean(g ⊙ x̂)) / σ̂"),
+        ("tinybt/ops/batchnorm.py", "dL/dβ = m mean(g)"),
+        ("tinybt/ops/conv.py", "dL/dx = col2im(dL/dcols)"),
         ("tinybt/ops/elementwise.py", "dL/dx = G ⊙ y"),
         ("tinybt/ops/matmul.py", "dL/dX = G Yᵀ"),
         ("tinybt/ops/conv.py", "dL/dW = G colsᵀ"),

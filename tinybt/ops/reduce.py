@@ -13,9 +13,10 @@ def _normalise_axes(axis, ndim):
 
 
 class Sum(Function):
-    """z = sum of x over `axis`.  dz/dx_i = 1: every summed entry receives the output's grad.
+    """z = sum of x over `axis`.
 
     x: (*S); z: S with the summed axes removed (or kept as size 1 with keepdims).
+    Hint: by how much does z move when one of the entries summed into it moves a little?
     """
 
     def forward(self, x, axis=None, keepdims=False):
