@@ -59,30 +59,65 @@ def test_every_exercise_is_introduced_by_one_notebook_heading():
     )
 
 
-# The result each derivation exercise asks for, as its notebook writes it once worked out.
-DERIVED_RESULTS = [
-    ("01_autograd", "mul", r"\partial L/\partial x = G \odot y"),
-    ("01_autograd", "matmul", r"\partial L/\partial X = G\,Y^\top"),
-    ("02_layers", "batchnorm", r"g_k - \overline{g} - \hat x_k\,\overline{g\,\hat x}"),
-    ("05_loss", "bt-loss", r"\frac1N\, \hat Z^B G^\top"),
-    ("09_methods", "nt-xent", r"(G + G^\top)\, U"),
-    ("09_methods", "vicreg", r"\frac{2\, \bar Z G}{N - 1}"),
-]
+# The result each exercise asks for, as the notebook's worked answer writes it.
+RESULTS = {
+    "unbroadcast": r"\frac{\partial L}{\partial b_d} = \sum_n G_{nd}",
+    "add": r"\partial L/\partial x = G$ and $\partial L/\partial y = G$",
+    "mul": r"\partial L/\partial x = G \odot y",
+    "pow": r"G \odot p\,x^{p-1}",
+    "exp-log": r"\partial L/\partial x = G / x",
+    "relu": r"G \odot [x > 0]",
+    "sum": "copied back along the summed axes",
+    "matmul": r"\partial L/\partial X = G\,Y^\top",
+    "linear": r"\frac{\partial L}{\partial X} = G\,W^\top",
+    "conv2d": r"\frac{\partial L}{\partial W} = G\,\text{cols}^\top",
+    "maxpool": "**routes** each window's gradient to its argmax",
+    "avgpool": r"\partial\,\text{out}/\partial x = 1/K^2",
+    "batchnorm": r"g_k - \overline{g} - \hat x_k\,\overline{g\,\hat x}",
+    "color-jitter": "luma(images).mean(axis=(1, 2, 3), keepdims=True)",
+    "bt-loss": r"\frac1N\, \hat Z^B G^\top",
+    "nt-xent": r"(G + G^\top)\, U",
+    "vicreg": r"\frac{2\, \bar Z G}{N - 1}",
+}
 
 
-@pytest.mark.parametrize(
-    "notebook, task, result", DERIVED_RESULTS, ids=[task for _, task, _ in DERIVED_RESULTS]
-)
-def test_a_derivation_exercise_comes_before_its_result(notebook, task, result):
-    """The learner derives first: no cell above `### Exercise <task>` gives the result away."""
-    cells = nbformat.read(NOTEBOOKS_DIR / f"{notebook}.ipynb", as_version=4).cells
-    sources = [cell.source for cell in cells]
-    exercise = next(i for i, s in enumerate(sources) if f"### Exercise {task}\n" in s + "\n")
-    shown = [i for i, s in enumerate(sources) if result in s]
-    assert shown, f"{notebook}: the worked-out result of {task} is gone: {result!r}"
-    assert min(shown) > exercise, (
-        f"{notebook}: cell {min(shown)} gives the result of {task} before its exercise "
-        f"(cell {exercise}): move it under a heading after the exercise"
+def test_every_task_has_its_result_listed():
+    from tinybt.exercises import TASKS
+
+    assert sorted(RESULTS) == sorted(TASKS), "RESULTS must name the result of every task"
+
+
+@pytest.mark.parametrize("task", list(RESULTS))
+def test_an_exercise_comes_before_its_answer_which_is_at_the_back(task):
+    """The learner derives first: the exercise links to its worked answer in the notebook's
+    Answers section, and no cell above the exercise gives the result away."""
+    for path in NOTEBOOKS:
+        sources = [cell.source for cell in nbformat.read(path, as_version=4).cells]
+        heading = re.compile(rf"^#+ Exercise {re.escape(task)}\s*$", flags=re.MULTILINE)
+        exercises = [i for i, source in enumerate(sources) if heading.search(source)]
+        if exercises:
+            break
+    else:
+        pytest.fail(f"no notebook has the heading `### Exercise {task}`")
+    exercise, notebook = exercises[0], path.name
+    answers = [i for i, source in enumerate(sources) if source.startswith("## Answers")]
+    assert answers, f"{notebook} has no section `## Answers` at the back"
+    anchor = f'<a id="answer-{task}"></a>'
+    answer = next((i for i, source in enumerate(sources) if anchor in source), None)
+    assert answer is not None, f"{notebook}: no answer to {task} marked {anchor}"
+    assert exercise < answers[0] < answer, (
+        f"{notebook}: exercise {task} (cell {exercise}), the Answers section (cell "
+        f"{answers[0]}) and its answer (cell {answer}) are not in that order"
+    )
+    assert f"(#answer-{task})" in sources[exercise], (
+        f"{notebook}: exercise {task} does not link to its answer (#answer-{task})"
+    )
+    result = RESULTS[task]
+    assert result in sources[answer], f"{notebook}: the answer to {task} lacks {result!r}"
+    early = [i for i in range(exercise) if result in sources[i]]
+    assert not early, (
+        f"{notebook}: cells {early} give the result of {task} before its exercise (cell "
+        f"{exercise}): move it to the answer"
     )
 
 
