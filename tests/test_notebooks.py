@@ -38,6 +38,14 @@ def test_the_notebooks_are_numbered_in_reading_order():
     assert numbers == list(range(1, len(NOTEBOOKS) + 1)), [path.name for path in NOTEBOOKS]
 
 
+def test_every_notebook_opens_with_a_link_to_the_notation():
+    notation = NOTEBOOKS_DIR.parent / "docs" / "NOTATION.md"
+    assert notation.is_file(), "docs/NOTATION.md, the table of symbols, is missing"
+    for path in NOTEBOOKS:
+        first = nbformat.read(path, as_version=4).cells[0]
+        assert "(../docs/NOTATION.md)" in first.source, f"{path.name}: link docs/NOTATION.md"
+
+
 def test_every_exercise_is_introduced_by_one_notebook_heading():
     """Each learners' exercise has a heading `### Exercise <task-id>` in the notebook that
     introduces it, with the command that checks it (docs/EXERCISES.md lists where)."""
