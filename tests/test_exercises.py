@@ -353,6 +353,15 @@ def test_report_skips_modules_skipped_whole_but_keeps_every_test(tmp_path):
     ]
 
 
+def test_no_fence_message_gives_the_rule_it_asks_for():
+    """The message a stub raises names the op and its forward, not how to write its backward
+    (the rules the exercises ask for: routing, spreading, copying back, adding back)."""
+    giveaways = ("route", "send each", "spread", "copying grad back", "add each column")
+    for fence in find_fences(PACKAGE):
+        said = [word for word in giveaways if word in fence.hint]
+        assert not said, f"{fence.task}'s fence message {fence.hint!r} gives away {said}"
+
+
 @pytest.mark.parametrize(
     "file, result",
     [

@@ -70,7 +70,7 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     shape of x without im2col's padding: the zeros around x are no input, so what lands on
     them is dropped. Hint: an input pixel can lie in several patches (up to KH KW).
     """
-    # BEGIN SOLUTION conv2d: add each column of cols back onto the patch of x it came from
+    # BEGIN SOLUTION conv2d: col2im, the adjoint of im2col: (C KH KW, OH OW N) -> x_shape
     xp = get_array_module(cols)
     C, H, W, N = x_shape
     KH, KW = pair(kernel_size)
