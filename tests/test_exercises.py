@@ -115,6 +115,14 @@ PLANTED = {
                 "return (self.inv_std * (grad - self.x_hat",
             ),
         ],
+        "dL/dγ's and dL/dβ's shares scaled by the whole batch's count": [
+            (
+                "tinybt/ops/batchnorm.py",
+                "self.count * mean_grad_x_hat.reshape(-1), self.count * mean_grad.reshape(-1)",
+                "self.batch_count * mean_grad_x_hat.reshape(-1), "
+                "self.batch_count * mean_grad.reshape(-1)",
+            ),
+        ],
         "dL/dγ and dL/dβ swapped in the fused op": [
             (
                 "tinybt/ops/batchnorm.py",
@@ -138,6 +146,9 @@ PLANTED = {
     "bt-loss": {
         "dL/dZ_a with G instead of its transpose": [
             ("tinybt/methods/barlow_twins.py", "self.z_b_hat @ dc.T / n", "self.z_b_hat @ dc / n"),
+        ],
+        "divided by this process's rows, not the whole batch's N": [
+            ("tinybt/methods/barlow_twins.py", "n = self.count", "n = len(self.z_a_hat)"),
         ],
         "standardisation's backward left out": [
             ("tinybt/methods/barlow_twins.py", "return dz_a, dz_b", "return dz_a_hat, dz_b_hat"),
@@ -255,6 +266,46 @@ def test_check_fails_a_planted_wrong_solution(solved, tmp_path, capsys, task, wr
     assert "not implemented yet" not in out, out
 
 
+def test_check_names_the_row_order_of_a_wrong_im2col(solved, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(solved, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    plant(copy, "conv2d", "rows in (KH, KW, C) order in im2col and col2im alike")
+    assert exercises.check("conv2d", copy) == 1
+    out = capsys.readouterr().out
+    assert "im2col's rows are in (KH, KW, C) order: they must be in (C, KH, KW) order" in out, out
+
+
+@pytest.mark.parametrize(
+    "task, wrong, meant",
+    [
+        (
+            "bt-loss",
+            "divided by this process's rows, not the whole batch's N",
+            "divides by the whole batch's count, N = 16 rows (distributed.batch_count), "
+            "not by this process's 8 rows",
+        ),
+        (
+            "batchnorm",
+            "dL/dγ's and dL/dβ's shares scaled by the whole batch's count",
+            "this process's count (self.count, m / P = 4 values per feature), not the whole "
+            "batch's (self.batch_count, m = 8)",
+        ),
+    ],
+)
+def test_check_says_which_count_a_count_mistake_meant(solved, tmp_path, capsys, task, wrong, meant):
+    """One process cannot tell the two counts apart; the check with the batch shared by
+    several processes can, and says which was meant."""
+    copy = tmp_path / "copy"
+    shutil.copytree(solved, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    plant(copy, task, wrong)
+    status = exercises.check(task, copy)
+    out = capsys.readouterr().out
+    assert status == 1, out
+    failed = [line for line in out.splitlines() if line.strip().startswith("FAILED")]
+    assert all("with_the_batch_shared" in line for line in failed), out
+    assert meant in out, out
+
+
 def test_solve_restores_the_library_source_exactly(solved):
     for path in PACKAGE.rglob("*.py"):
         copy = solved / path.relative_to(LIBRARY)
@@ -302,10 +353,21 @@ def test_report_skips_modules_skipped_whole_but_keeps_every_test(tmp_path):
     ]
 
 
+def test_no_fence_message_gives_the_rule_it_asks_for():
+    """The message a stub raises names the op and its forward, not how to write its backward
+    (the rules the exercises ask for: routing, spreading, copying back, adding back)."""
+    giveaways = ("route", "send each", "spread", "copying grad back", "add each column")
+    for fence in find_fences(PACKAGE):
+        said = [word for word in giveaways if word in fence.hint]
+        assert not said, f"{fence.task}'s fence message {fence.hint!r} gives away {said}"
+
+
 @pytest.mark.parametrize(
     "file, result",
     [
         ("tinybt/ops/batchnorm.py", "x̂_k mean(g ⊙ x̂)) / σ̂"),
+        ("tinybt/ops/batchnorm.py", "dL/dβ = m mean(g)"),
+        ("tinybt/ops/conv.py", "dL/dx = col2im(dL/dcols)"),
         ("tinybt/ops/elementwise.py", "dL/dx = G ⊙ y"),
         ("tinybt/ops/matmul.py", "dL/dX = G Yᵀ"),
         ("tinybt/ops/conv.py", "dL/dW = G colsᵀ"),

@@ -83,6 +83,48 @@ def test_conv2d_forward_matches_loops(stride, padding, bias):
     assert_close(out.data, batch_last(expected), rtol=1e-12, atol=1e-12, what="conv2d forward")
 
 
+PATCH_AXES = {"c": "C", "i": "KH", "j": "KW"}
+
+
+def patches_by_loops(x, kernel, stride, padding, order):
+    """im2col of x (C, H, W, N) written out entry by entry, its rows in `order`, a
+    permutation of "c", "i", "j" (the patch's channel, row and column): (C KH KW, OH OW N)."""
+    C, H, W, N = x.shape
+    KH, KW = kernel
+    x_pad = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    OH, OW = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
+    sizes = {"c": C, "i": KH, "j": KW}
+    cols = np.empty((*(sizes[axis] for axis in order), OH, OW, N))
+    for c, i, j, oh, ow in np.ndindex(C, KH, KW, OH, OW):
+        index = {"c": c, "i": i, "j": j}
+        row = tuple(index[axis] for axis in order)
+        cols[(*row, oh, ow)] = x_pad[c, oh * stride + i, ow * stride + j]
+    return cols.reshape(C * KH * KW, OH * OW * N)
+
+
+@pytest.mark.exercise("conv2d")
+@pytest.mark.parametrize("stride, padding", CONV_CASES)
+def test_im2col_rows_are_channel_then_kernel_row_then_column(stride, padding):
+    """Row c KH KW + i KW + j of im2col's output holds entry (c, i, j) of every patch: the
+    order in which the weight (F, C, KH, KW) flattens to (F, C KH KW), so W @ cols pairs each
+    weight with its pixel. Another order with col2im to match passes the gradient checks and
+    the adjoint test, and computes another convolution."""
+    x, kernel = rand(3, 5, 6, 2), (3, 2)
+    cols = backend.to_host(im2col(backend.to_device(x), kernel, stride, padding))
+    expected = patches_by_loops(x, kernel, stride, padding, "cij")
+    if cols.shape == expected.shape and not np.allclose(cols, expected, rtol=0, atol=1e-12):
+        for order in ("cji", "icj", "ijc", "jci", "jic"):
+            wrong = ", ".join(PATCH_AXES[axis] for axis in order)
+            assert not np.allclose(cols, patches_by_loops(x, kernel, stride, padding, order)), (
+                f"im2col's rows are in ({wrong}) order: they must be in (C, KH, KW) order, row "
+                "c KH KW + i KW + j holding entry (c, i, j) of the patch, as the weight "
+                "(F, C, KH, KW) flattens"
+            )
+    assert_close(
+        cols, expected, rtol=0, atol=1e-12, what="im2col: rows (C, KH, KW), columns (OH, OW, N)"
+    )
+
+
 @pytest.mark.exercise("conv2d")
 @pytest.mark.parametrize("stride, padding", CONV_CASES)
 def test_conv2d_col2im_is_adjoint_of_im2col(stride, padding):

@@ -38,6 +38,14 @@ def test_the_notebooks_are_numbered_in_reading_order():
     assert numbers == list(range(1, len(NOTEBOOKS) + 1)), [path.name for path in NOTEBOOKS]
 
 
+def test_every_notebook_opens_with_a_link_to_the_notation():
+    notation = NOTEBOOKS_DIR.parent / "docs" / "NOTATION.md"
+    assert notation.is_file(), "docs/NOTATION.md, the table of symbols, is missing"
+    for path in NOTEBOOKS:
+        first = nbformat.read(path, as_version=4).cells[0]
+        assert "(../docs/NOTATION.md)" in first.source, f"{path.name}: link docs/NOTATION.md"
+
+
 def test_every_exercise_is_introduced_by_one_notebook_heading():
     """Each learners' exercise has a heading `### Exercise <task-id>` in the notebook that
     introduces it, with the command that checks it (docs/EXERCISES.md lists where)."""
@@ -59,30 +67,65 @@ def test_every_exercise_is_introduced_by_one_notebook_heading():
     )
 
 
-# The result each derivation exercise asks for, as its notebook writes it once worked out.
-DERIVED_RESULTS = [
-    ("01_autograd", "mul", r"\partial L/\partial x = G \odot y"),
-    ("01_autograd", "matmul", r"\partial L/\partial X = G\,Y^\top"),
-    ("02_layers", "batchnorm", r"g_k - \overline{g} - \hat x_k\,\overline{g\,\hat x}"),
-    ("05_loss", "bt-loss", r"\frac1N\, \hat Z^B G^\top"),
-    ("09_methods", "nt-xent", r"(G + G^\top)\, U"),
-    ("09_methods", "vicreg", r"\frac{2\, \bar Z G}{N - 1}"),
-]
+# The result each exercise asks for, as the notebook's worked answer writes it.
+RESULTS = {
+    "unbroadcast": r"\frac{\partial L}{\partial b_d} = \sum_n G_{nd}",
+    "add": r"\partial L/\partial x = G$ and $\partial L/\partial y = G$",
+    "mul": r"\partial L/\partial x = G \odot y",
+    "pow": r"G \odot p\,x^{p-1}",
+    "exp-log": r"\partial L/\partial x = G / x",
+    "relu": r"G \odot [x > 0]",
+    "sum": "copied back along the summed axes",
+    "matmul": r"\partial L/\partial X = G\,Y^\top",
+    "linear": r"\frac{\partial L}{\partial X} = G\,W^\top",
+    "conv2d": r"\frac{\partial L}{\partial W} = G\,\text{cols}^\top",
+    "maxpool": "**routes** each window's gradient to its argmax",
+    "avgpool": r"\partial\,\text{out}/\partial x = 1/K^2",
+    "batchnorm": r"g_k - \overline{g} - \hat x_k\,\overline{g\,\hat x}",
+    "color-jitter": "luma(images).mean(axis=(1, 2, 3), keepdims=True)",
+    "bt-loss": r"\frac1N\, \hat Z^B G^\top",
+    "nt-xent": r"(G + G^\top)\, U",
+    "vicreg": r"\frac{2\, \bar Z G}{N - 1}",
+}
 
 
-@pytest.mark.parametrize(
-    "notebook, task, result", DERIVED_RESULTS, ids=[task for _, task, _ in DERIVED_RESULTS]
-)
-def test_a_derivation_exercise_comes_before_its_result(notebook, task, result):
-    """The learner derives first: no cell above `### Exercise <task>` gives the result away."""
-    cells = nbformat.read(NOTEBOOKS_DIR / f"{notebook}.ipynb", as_version=4).cells
-    sources = [cell.source for cell in cells]
-    exercise = next(i for i, s in enumerate(sources) if f"### Exercise {task}\n" in s + "\n")
-    shown = [i for i, s in enumerate(sources) if result in s]
-    assert shown, f"{notebook}: the worked-out result of {task} is gone: {result!r}"
-    assert min(shown) > exercise, (
-        f"{notebook}: cell {min(shown)} gives the result of {task} before its exercise "
-        f"(cell {exercise}): move it under a heading after the exercise"
+def test_every_task_has_its_result_listed():
+    from tinybt.exercises import TASKS
+
+    assert sorted(RESULTS) == sorted(TASKS), "RESULTS must name the result of every task"
+
+
+@pytest.mark.parametrize("task", list(RESULTS))
+def test_an_exercise_comes_before_its_answer_which_is_at_the_back(task):
+    """The learner derives first: the exercise links to its worked answer in the notebook's
+    Answers section, and no cell above the exercise gives the result away."""
+    for path in NOTEBOOKS:
+        sources = [cell.source for cell in nbformat.read(path, as_version=4).cells]
+        heading = re.compile(rf"^#+ Exercise {re.escape(task)}\s*$", flags=re.MULTILINE)
+        exercises = [i for i, source in enumerate(sources) if heading.search(source)]
+        if exercises:
+            break
+    else:
+        pytest.fail(f"no notebook has the heading `### Exercise {task}`")
+    exercise, notebook = exercises[0], path.name
+    answers = [i for i, source in enumerate(sources) if source.startswith("## Answers")]
+    assert answers, f"{notebook} has no section `## Answers` at the back"
+    anchor = f'<a id="answer-{task}"></a>'
+    answer = next((i for i, source in enumerate(sources) if anchor in source), None)
+    assert answer is not None, f"{notebook}: no answer to {task} marked {anchor}"
+    assert exercise < answers[0] < answer, (
+        f"{notebook}: exercise {task} (cell {exercise}), the Answers section (cell "
+        f"{answers[0]}) and its answer (cell {answer}) are not in that order"
+    )
+    assert f"(#answer-{task})" in sources[exercise], (
+        f"{notebook}: exercise {task} does not link to its answer (#answer-{task})"
+    )
+    result = RESULTS[task]
+    assert result in sources[answer], f"{notebook}: the answer to {task} lacks {result!r}"
+    early = [i for i in range(exercise) if result in sources[i]]
+    assert not early, (
+        f"{notebook}: cells {early} give the result of {task} before its exercise (cell "
+        f"{exercise}): move it to the answer"
     )
 
 
@@ -127,6 +170,55 @@ def test_notebook_is_committed_with_the_outputs_of_its_full_run(path):
         f"{path.name} is {size / 1e6:.1f} MB, over {MAX_NOTEBOOK_BYTES / 1e6:.1f} MB: "
         "make its figures smaller (fewer dots per inch, fewer frames)"
     )
+
+
+# A path from the root of a file system: /home/..., /work/run/..., C:\\Users\\... (two parts at
+# least, so that "img/s" or "1/N" is none).
+ABSOLUTE_PATH = re.compile(r"(?<![\w./~:-])/(?:[\w.+-]+/)+[\w.+-]*|\b[A-Za-z]:\\[\w\\.-]+")
+
+
+def output_texts(cell):
+    """Every text a code cell's outputs show: streams, text results, tracebacks."""
+    for output in cell.get("outputs", []):
+        if "text" in output:
+            yield output.text
+        for kind, value in output.get("data", {}).items():
+            if kind.startswith("text/"):
+                yield value
+        yield "\n".join(output.get("traceback", []))
+
+
+def absolute_paths(notebook):
+    """[(cell index, path)] of every absolute path in the outputs of `notebook`."""
+    return [
+        (index, path)
+        for index, cell in enumerate(notebook.cells)
+        for text in output_texts(cell)
+        for path in ABSOLUTE_PATH.findall(text)
+    ]
+
+
+def test_absolute_paths_are_found_in_an_output():
+    cell = nbformat.v4.new_code_cell("print(folder)")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", text="wrote /work/copy/runs/a/ and C:\\Users\\me\\runs\n"),
+        nbformat.v4.new_output("execute_result", {"text/plain": "'/home/me/data'"}),
+        nbformat.v4.new_output("stream", text="wrote runs/a/ at 213 img/s, 1/N of the batch\n"),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert [path for _, path in absolute_paths(notebook)] == [
+        "/work/copy/runs/a/",
+        "C:\\Users\\me\\runs",
+        "/home/me/data",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_output_holds_an_absolute_path(path):
+    """A path of the machine that rendered the book means nothing to a reader, and tells
+    where someone keeps their files: print paths relative to the repository."""
+    found = absolute_paths(nbformat.read(path, as_version=4))
+    assert not found, f"{path.name}: absolute paths in outputs (cell, path): {found}"
 
 
 # Notebooks that train with `mpiexec` (the mpi extra), skipped where it is not installed.

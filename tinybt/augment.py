@@ -231,7 +231,7 @@ def _blend(images, other, factor):
 
 
 def adjust_brightness(images, factor):
-    """Blend with black: factor * images, clipped. factor (N,) on the host."""
+    """Blend each image with black by its factor (N,), on the host: 0 black, 1 unchanged."""
     # BEGIN SOLUTION color-jitter: blend each image with black by its factor (see _blend)
     return _blend(images, 0, factor)
     # END SOLUTION

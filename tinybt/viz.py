@@ -124,16 +124,33 @@ def save_cross_correlation_grid(steps, matrices, path, samples, columns=6, size=
     )
 
 
-def save_cross_correlation_gif(steps, matrices, path, size=64, scale=4, milliseconds=400):
-    """An animated GIF of C's top-left block at every snapshot (red +1, white 0, blue -1)."""
-    from matplotlib import colormaps
+def _correlation_frame(matrix, step, size, dpi):
+    """One frame of the animation: C's top-left block at `step`, titled, axes i and j, with
+    its colour bar. -> a PIL image."""
+    figure = _new_figure(3.6, 3.0)
+    axes = figure.add_subplot()
+    image = axes.imshow(
+        _heatmap_block(matrix, size), cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest"
+    )
+    axes.set_title(f"C at step {step}", fontsize=10)
+    axes.set_xlabel("j", fontsize=9)
+    axes.set_ylabel("i", fontsize=9)
+    axes.tick_params(labelsize=8)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04).ax.tick_params(labelsize=8)
+    figure.tight_layout()
+    figure.set_dpi(dpi)
+    figure.canvas.draw()
+    return Image.fromarray(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
 
-    frames = []
-    colormap = colormaps["RdBu_r"]
-    for matrix in np.asarray(matrices, dtype=np.float32):
-        rgb = colormap((_heatmap_block(matrix, size) + 1) / 2)[..., :3]
-        image = Image.fromarray((rgb * 255).astype(np.uint8))
-        frames.append(image.resize((image.width * scale, image.height * scale), Image.NEAREST))
+
+def save_cross_correlation_gif(steps, matrices, path, size=64, dpi=80, milliseconds=400):
+    """An animated GIF of C's top-left block (size x size) at every snapshot, one frame per
+    step of `steps`, each titled with its step and drawn beside its colour bar (red +1,
+    white 0, blue -1)."""
+    frames = [
+        _correlation_frame(matrix, step, size, dpi)
+        for step, matrix in zip(steps, np.asarray(matrices, dtype=np.float32), strict=True)
+    ]
     atomic_write(
         path,
         lambda file: frames[0].save(

@@ -115,16 +115,16 @@ class BatchNorm(BatchStandardize):
     x: as in BatchStandardize; gamma, beta: (D,) or (C,), one per feature -> y, x's shape.
     The batch statistics are kept as in BatchStandardize.
 
-    Backward. Write g = dL/dy, and means and sums over the m values of a feature. Then
-        dL/dβ = Σ g,   dL/dγ = Σ g ⊙ x̂,   dL/dx̂ = γ g,
-    and dL/dx̂ goes through the standardisation's backward. γ is one number per feature, so
-    the two means that backward takes are γ times those of g and g ⊙ x̂: the very sums dL/dβ
-    and dL/dγ are made of. Autograd, given γ x̂ + β as a Mul and an Add, would store γ g and
-    g ⊙ x̂, full-size arrays, and sum each anew.
+    Backward. Write g = dL/dy. Hint: γ and β are one number per feature, used at every one
+    of the feature's m values; dL/dx̂ goes through the standardisation's backward. Look at
+    which sums over a feature's values the three gradients need: the fused op computes each
+    once. (Autograd, given γ x̂ + β as a Mul and an Add, would store two full-size arrays and
+    sum each anew.)
 
-    Across P processes the means are the whole batch's, and each process returns for γ and β
-    its share, its count times those means: the shares add up to the whole batch's sums when
-    the gradients are summed over the processes (tinybt.distributed.sum_gradients).
+    Across P processes the means (feature_mean) are the whole batch's, divided by m, the
+    whole batch's count (self.batch_count). The gradients of γ and β are summed over the
+    processes after the backward (tinybt.distributed.sum_gradients), so each process returns
+    its own share, the sum over its own values: the count of those is self.count, m / P.
     """
 
     def forward(self, x, gamma, beta, eps=1e-5):

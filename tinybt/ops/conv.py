@@ -43,8 +43,11 @@ def offset(i, j, OH, OW, stride):
 def im2col(x, kernel_size, stride=1, padding=0):
     """Every (C, KH, KW) patch of x as a column.  x: (C, H, W, N) -> cols (C KH KW, OH OW N).
 
-    One strided slice per kernel offset (i, j): the entries that offset sees in every patch
-    of every image, copied in one go. KH KW copies in all, no loop over images or pixels.
+    Row c KH KW + i KW + j holds entry (c, i, j) of each patch (channel, kernel row, kernel
+    column: the order in which the weight (F, C, KH, KW) flattens to (F, C KH KW)); column
+    (oh OW + ow) N + n is the patch of output pixel (oh, ow) of image n. x is first padded
+    with `padding` zeros around H and W. Hint: one strided slice per kernel offset (i, j),
+    `offset`, gives the entries that offset sees in every patch of every image at once.
     """
     # BEGIN SOLUTION conv2d: copy every (C, KH, KW) patch of x into a column of cols
     xp = get_array_module(x)
@@ -61,13 +64,13 @@ def im2col(x, kernel_size, stride=1, padding=0):
 
 
 def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
-    """The adjoint of im2col: add each column back onto its patch.  -> (C, H, W, N) = x_shape.
+    """The adjoint of im2col: <im2col(x), cols> = <x, col2im(cols)> for every x.
 
-    cols: (C KH KW, OH OW N). An input pixel lies in up to KH KW patches (fewer at the
-    borders, and with stride > 1), so it receives the sum of those entries:
-    <im2col(x), cols> = <x, col2im(cols)> for all x.
+    cols: (C KH KW, OH OW N), laid out as im2col lays it out -> (C, H, W, N) = x_shape, the
+    shape of x without im2col's padding: the zeros around x are no input, so what lands on
+    them is dropped. Hint: an input pixel can lie in several patches (up to KH KW).
     """
-    # BEGIN SOLUTION conv2d: add each column of cols back onto the patch of x it came from
+    # BEGIN SOLUTION conv2d: col2im, the adjoint of im2col: (C KH KW, OH OW N) -> x_shape
     xp = get_array_module(cols)
     C, H, W, N = x_shape
     KH, KW = pair(kernel_size)

@@ -41,7 +41,7 @@ class MaxPool2d(Function):
         return windows.max(axis=0)
 
     def backward(self, grad):
-        # BEGIN SOLUTION maxpool: send each window's grad to the entry that was its maximum
+        # BEGIN SOLUTION maxpool: return (dL/dx,) for out = the maximum of each window (see hint)
         # d out/dx = 1 for the window's maximum, 0 for the others: grad is routed to the argmax,
         # and an entry that is the maximum of several windows receives the sum of their grads
         xp = get_array_module(grad)
@@ -69,7 +69,7 @@ class AvgPool2d(Function):
         return total / (KH * KW)
 
     def backward(self, grad):
-        # BEGIN SOLUTION avgpool: spread each window's grad evenly over its KH KW entries
+        # BEGIN SOLUTION avgpool: return (dL/dx,) for out = the mean of each window (see hint)
         # d out/dx = 1 / (KH KW): each entry receives grad / (KH KW), summed over its windows
         xp = get_array_module(grad)
         (KH, KW), (OH, OW) = self.kernel, grad.shape[1:3]

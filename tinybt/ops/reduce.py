@@ -13,9 +13,10 @@ def _normalise_axes(axis, ndim):
 
 
 class Sum(Function):
-    """z = sum of x over `axis`.  dz/dx_i = 1: every summed entry receives the output's grad.
+    """z = sum of x over `axis`.
 
     x: (*S); z: S with the summed axes removed (or kept as size 1 with keepdims).
+    Hint: by how much does z move when one of the entries summed into it moves a little?
     """
 
     def forward(self, x, axis=None, keepdims=False):
@@ -25,7 +26,7 @@ class Sum(Function):
         return x.sum(axis=self.axes, keepdims=keepdims)
 
     def backward(self, grad):
-        # BEGIN SOLUTION sum: return (dL/dx,) by copying grad back along the summed axes
+        # BEGIN SOLUTION sum: return (dL/dx,) for z = x summed over self.axes, dL/dx of x's shape
         if not self.keepdims:  # put the summed axes back as size 1 so grad broadcasts against x
             grad = grad.reshape([1 if a in self.axes else n for a, n in enumerate(self.x_shape)])
         return (get_array_module(grad).broadcast_to(grad, self.x_shape),)
