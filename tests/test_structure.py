@@ -97,15 +97,25 @@ def test_the_run_imports_no_method():
     assert not graph["tinybt.run"] & methods, sorted(graph["tinybt.run"] & methods)
 
 
+def test_the_library_never_imports_the_study():
+    """The study (tinybt/study/) stands on the library; only its program reaches into it."""
+    graph = import_graph()
+    study = {name for name in graph if name.startswith("tinybt.study")}
+    assert study, "no study modules found"
+    outside = set(graph) - study - {"tinybt.experiments"}
+    offenders = {name: sorted(graph[name] & study) for name in outside if graph[name] & study}
+    assert not offenders, f"library modules import the study: {offenders}"
+
+
 def test_no_module_outside_methods_compares_method_names():
     """Which method a run uses is looked up in the registry, never spelt out: no string
-    literal naming a method outside tinybt/methods/ (the grids' tags and notes aside)."""
+    literal naming a method outside tinybt/methods/ (the study's grids and records aside)."""
     from tinybt.methods import METHODS
 
     names = set(METHODS)
     offenders = []
     for path in PACKAGE.rglob("*.py"):
-        if "methods" in path.relative_to(PACKAGE).parts or path.stem in ("grids", "comparison"):
+        if {"methods", "study"} & set(path.relative_to(PACKAGE).parts):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Compare):
