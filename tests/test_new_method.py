@@ -9,7 +9,7 @@ import pytest
 
 from tinybt import methods
 from tinybt.evaluate import evaluate_checkpoint
-from tinybt.methods.barlow_twins import standardized_correlation
+from tinybt.methods.common import standardized_correlation
 from tinybt.methods.method import Method, Option
 from tinybt.methods.target import follow, online_and_target
 from tinybt.train import main

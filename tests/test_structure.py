@@ -97,6 +97,19 @@ def test_the_run_imports_no_method():
     assert not graph["tinybt.run"] & methods, sorted(graph["tinybt.run"] & methods)
 
 
+def test_no_method_imports_another():
+    """What methods share is in tinybt/methods/common.py (or target.py, method.py): a method's
+    file imports those, never another method's."""
+    graph = import_graph()
+    shared = {
+        "tinybt.methods",
+        *(f"tinybt.methods.{name}" for name in ("common", "method", "target")),
+    }
+    methods = {name for name in graph if name.startswith("tinybt.methods.")} - shared
+    offenders = {name: sorted(graph[name] & methods) for name in methods if graph[name] & methods}
+    assert methods and not offenders, f"methods import each other: {offenders}"
+
+
 def test_the_library_never_imports_the_study():
     """The study (tinybt/study/) stands on the library; only its program reaches into it."""
     graph = import_graph()

@@ -11,7 +11,7 @@ from tinybt import run as run_module
 from tinybt.augment import shuffle_pixels
 from tinybt.checkpoint import load_checkpoint
 from tinybt.evaluate import evaluate_checkpoint
-from tinybt.methods.barlow_twins import cross_correlation
+from tinybt.methods.common import cross_correlation
 from tinybt.methods.target import WithTarget, ema_tau
 from tinybt.recipe import (
     Config,
