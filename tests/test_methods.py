@@ -10,8 +10,9 @@ import pytest
 from tinybt import backend
 from tinybt.gradcheck import assert_gradcheck
 from tinybt.methods.byol import byol_loss, byol_loss_autograd
+from tinybt.methods.predictor import predictor
 from tinybt.methods.simclr import TEMPERATURE, nt_xent_loss, nt_xent_loss_autograd
-from tinybt.methods.target import TAU_BASE, ema_tau, ema_update, predictor
+from tinybt.methods.target import TAU_BASE, ema_tau, ema_update
 from tinybt.methods.vicreg import (
     COV_COEFF,
     EPS,

@@ -25,7 +25,7 @@ import numpy as np
 from tinybt import augment, backend, distributed
 from tinybt.data import DATASETS, load_dataset
 from tinybt.errors import TinyBTError
-from tinybt.methods import METHODS
+from tinybt.methods import METHODS, predictor
 from tinybt.methods import target as target_network
 from tinybt.model import TwoViewNetwork, parse_dims
 from tinybt.optim import OPTIMIZERS
@@ -319,17 +319,18 @@ def build_model(config):
     """The network, initialised from the run's seed (so the random baseline is its start).
 
     With a target network (BYOL, --ema) a WithTarget: the online network, drawn first and so
-    the same as the one-network run's, the predictor if any, and the target, a copy.
+    the same as the one-network run's, the predictor if any, and the target, a copy. Without
+    one, the online network, with its predictor (a WithPredictor) when the method has one.
     """
     rng = np.random.default_rng([config.seed, 0])
     online = _network(config, rng)
-    if not has_target(config):
-        return online
     method = METHODS[config.method]
-    head = method.predictor or (target_network.predictor if config.predictor else None)
+    head = method.predictor or (predictor.predictor if config.predictor else None)
     dims = parse_dims(config.projector)  # the predictor has the projector's shape: D -> hidden -> D
-    predictor = head(dims[-1], dims[0], rng) if head else None
-    return target_network.WithTarget(online, _network(config, rng), predictor)
+    head = head(dims[-1], dims[0], rng) if head else None
+    if has_target(config):
+        return target_network.WithTarget(online, _network(config, rng), head)
+    return online if head is None else predictor.WithPredictor(online, head)
 
 
 def _network(config, rng):

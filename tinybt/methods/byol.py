@@ -20,13 +20,14 @@ Each vector is normalised with its squared norm floored at 1e-12, as DeepMind's 
 Defaults from the paper (Section 3.3, implementation details): the EMA's τ_base = 0.996 (in
 target.py); the projector and the predictor are the same MLP, Linear(4096), batch norm, ReLU,
 Linear(256), on a ResNet-50 (2048 features); tinybt's predictor keeps that shape with the
-projector's sizes (`target.predictor`).
+projector's sizes (`predictor.predictor`).
 """
 
 from tinybt import distributed
 from tinybt.methods.common import SQUARED_NORM_FLOOR, constant, standardized_correlation, unit_rows
 from tinybt.methods.method import Method
-from tinybt.methods.target import follow, online_and_target, predictor
+from tinybt.methods.predictor import predictor
+from tinybt.methods.target import follow, online_and_target
 from tinybt.tensor import Function
 
 
