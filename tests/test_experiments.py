@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config
+from tinybt.recipe import Config, has_target
 from tinybt.study import comparison
 from tinybt.study.comparison import (
     INCONCLUSIVE,
@@ -23,7 +23,7 @@ from tinybt.study.comparison import (
     trend,
     verdicts,
 )
-from tinybt.study.grids import GRIDS, METHOD_NAMES, grid
+from tinybt.study.grids import GRIDS, METHOD_NAMES, TAU_BASE, grid
 from tinybt.study.records import append_result, read_results, results_path
 from tinybt.study.runner import RunsFailed, run_grid
 from tinybt.study.tags import (
@@ -75,7 +75,10 @@ def test_the_full_grids_hold_what_the_claims_need():
 def test_the_sweeps_share_one_default_run_and_one_budget():
     sweeps = grid("sweeps-cifar")
     assert {c.dataset for _, c in sweeps.values()} == {"cifar10"}
-    assert len({(c.epochs, c.widths, c.strides, c.tau_base) for _, c in sweeps.values()}) == 1
+    assert len({(c.epochs, c.widths, c.strides) for _, c in sweeps.values()}) == 1
+    # τ_base is given only where there is a target, and there it is the grids' one
+    assert {c.tau_base for _, c in sweeps.values() if has_target(c)} == {TAU_BASE}
+    assert {c.tau_base for _, c in sweeps.values() if not has_target(c)} == {Config().tau_base}
     settings = {}
     for tags, config in sweeps.values():
         assert config.projector == f"512-512-{tags['dimension']}"

@@ -2,7 +2,7 @@
 resumes exactly after Ctrl-C, no gradient reaches a target network, the EMA is the one BYOL
 writes down, and `python -m tinybt.evaluate` reads every method's run."""
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -19,8 +19,11 @@ from tinybt.recipe import (
     build_model,
     build_objective,
     build_optimizer,
+    has_target,
     load_split,
+    stored_config,
     train_step,
+    validate,
 )
 from tinybt.run import train
 from tinybt.tensor import Tensor
@@ -53,10 +56,11 @@ def tiny_config(tmp_path, **changes):
     """Two epochs of the tiny preset; a higher learning rate and a faster EMA (τ_base 0.9)
     than the defaults, so that 16 steps move every method's loss."""
     data_dir = tmp_path.parent / "tinybt-data"
-    settings = dict(lr=1e-2, warmup_epochs=0.5, tau_base=0.9, evaluate=False)
-    return Config.preset(
+    settings = dict(lr=1e-2, warmup_epochs=0.5, evaluate=False)
+    config = Config.preset(
         "tiny", data_dir=str(data_dir), out=str(tmp_path / "run"), **{**settings, **changes}
     )
+    return replace(config, tau_base=0.9) if has_target(config) else config
 
 
 def losses(result):
@@ -203,3 +207,13 @@ def test_the_snapshot_is_the_methods_own_c(tmp_path, changes, standardized):
     np.testing.assert_allclose(matrix, cross_correlation(z_a, z_b, standardized=standardized))
     other = cross_correlation(z_a, z_b, standardized=not standardized)
     assert not np.allclose(matrix, other)  # std 3: centred and standardised C differ
+
+
+def test_a_stored_tau_base_without_a_target_is_read_as_the_default():
+    """Runs without a target once stored the --tau-base they were given (the grids gave every
+    run 0.99); read back, it is the default, so those folders still resume and evaluate."""
+    stored = {**asdict(Config()), "tau_base": 0.99}
+    assert stored_config(stored).tau_base == Config().tau_base
+    validate(stored_config(stored))
+    with_target = stored_config({**stored, "method": "byol"})
+    assert with_target.tau_base == 0.99

@@ -266,6 +266,12 @@ def _check_target_options(config):
     problem = target_network.OPTIONS["tau_base"].check(config.tau_base)
     if problem:
         raise TinyBTError(f"--tau-base {problem}, got {config.tau_base}")
+    if not has_target(config) and config.tau_base != target_network.TAU_BASE:
+        without = " without --ema" if method.target_objective else ""
+        raise TinyBTError(
+            f"--tau-base is an EMA target's rate, and --method {config.method} has no "
+            f"target{without}: drop it"
+        )
     if (config.ema or config.predictor) and method.target_objective is None:
         flag = "--ema" if config.ema else "--predictor"
         always = [m.name for m in METHODS.values() if m.objective is None]
@@ -283,6 +289,16 @@ def _check_target_options(config):
 def has_target(config):
     """Whether the run learns against an EMA target network: BYOL always, others with --ema."""
     return METHODS[config.method].uses_target(config.ema)
+
+
+def stored_config(stored):
+    """The Config of a run's checkpoint from its stored {field: value}: as stored, except
+    τ_base, set back to its default in a run without a target, where it means nothing (a run
+    stored whatever --tau-base it was given until a run without a target refused one)."""
+    config = Config(**stored)
+    if config.method in METHODS and not has_target(config):
+        return replace(config, tau_base=target_network.TAU_BASE)
+    return config
 
 
 def options_of(config):

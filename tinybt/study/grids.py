@@ -59,7 +59,7 @@ The grids' budgets, planned and measured, are in docs/CLAIMS.md.
 from dataclasses import replace
 
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config
+from tinybt.recipe import Config, has_target
 from tinybt.study.tags import (
     ALL_AUGMENTATIONS,
     BARLOW_EMA,
@@ -89,6 +89,7 @@ SHAPES_EPOCHS = 20  # every run of the shapes grids (the shapes preset: 50)
 SEEDS = (0, 1)
 DIMENSIONS = (16, 64, 256, 1024, 2048)
 TAU_BASE = 0.99  # solo-learn's CIFAR BYOL value: short runs need a target that moves
+FAST_TAU_BASE = 0.9  # --fast: a target that moves in a few steps
 CIFAR_SUBSET = "../shared/datasets/cifar-10-python-subset.tar.gz"  # from the repository root
 
 # What the augmentation grid removes, on top of the preset's own changes (its crop scale).
@@ -136,29 +137,29 @@ def grid(name, fast=False, shapes_dir="data", cifar=CIFAR_SUBSET):
         # a tag at its default is left out of the name (only the sweeps-cifar grid has those)
         run_name = "-".join(_slug(k, v) for k, v in tags.items() if defaults.get(k) != v)
         augment_changes = {**base.augment_changes, **changes.pop("augment_changes", {})}
-        runs[run_name] = (tags, replace(base, augment_changes=augment_changes, **changes))
+        config = replace(base, augment_changes=augment_changes, **changes)
+        if has_target(config):  # τ_base only where there is a target to move
+            config = replace(config, tau_base=FAST_TAU_BASE if fast else TAU_BASE)
+        runs[run_name] = (tags, config)
     return runs
 
 
 def _base(name, fast, shapes_dir, cifar):
     """The configuration every run of grid `name` starts from."""
     if fast:
-        return Config.preset(
-            "tiny", epochs=1, lr=1e-2, warmup_epochs=0.5, tau_base=0.9, data_dir=shapes_dir
-        )
-    if name == "budget":  # `python -m tinybt.train --preset cifar10 --method M --tau-base 0.99`
-        return Config.preset("cifar10", tau_base=TAU_BASE, data_dir=cifar)
+        return Config.preset("tiny", epochs=1, lr=1e-2, warmup_epochs=0.5, data_dir=shapes_dir)
+    if name == "budget":  # `python -m tinybt.train --preset cifar10 --method M` (--tau-base 0.99)
+        return Config.preset("cifar10", data_dir=cifar)
     if name in ("methods", "shuffle-cifar"):
-        return Config.preset("cifar10", epochs=CIFAR_EPOCHS, tau_base=TAU_BASE, data_dir=cifar)
+        return Config.preset("cifar10", epochs=CIFAR_EPOCHS, data_dir=cifar)
     if name == "sweeps-cifar":
         return Config.preset(
             "cifar10",
             epochs=SWEEP_EPOCHS,
             widths=SWEEP_WIDTHS,
-            tau_base=TAU_BASE,
             data_dir=cifar,
         )
-    return Config.preset("shapes", epochs=SHAPES_EPOCHS, tau_base=TAU_BASE, data_dir=shapes_dir)
+    return Config.preset("shapes", epochs=SHAPES_EPOCHS, data_dir=shapes_dir)
 
 
 def _variations(name, fast, base):

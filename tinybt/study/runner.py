@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config
+from tinybt.recipe import Config, stored_config
 from tinybt.run import train
 from tinybt.runfolder import claim, held_by_another, release
 from tinybt.study.grids import grid
@@ -128,8 +128,10 @@ def _check_checkpoint_config(config):
     field the checkpoint lacks (one added to Config since) has its default there, as
     resuming gives it."""
     checkpoint = Path(config.out) / "checkpoint.npz"
-    saved = {**asdict(Config()), **load_checkpoint(checkpoint)[2].get("config", {})}
     wanted = asdict(config)
+    stored = load_checkpoint(checkpoint)[2].get("config", {})
+    known = {key: value for key, value in stored.items() if key in wanted}
+    saved = asdict(stored_config({**asdict(Config()), **known}))  # as resuming reads it
     differences = [
         f"{key} {saved.get(key)!r} there, {wanted[key]!r} here"
         for key in wanted
