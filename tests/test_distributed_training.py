@@ -37,6 +37,7 @@ VARIANTS = [
     ("vicreg", {"method": "vicreg"}),
     ("simclr", {"method": "simclr"}),
     ("byol", {"method": "byol"}),
+    ("simsiam", {"method": "simsiam"}),
     ("barlow --ema --predictor", {"ema": True, "predictor": True}),
 ]
 # A standardised loss (Barlow Twins) cannot see a shift of every embedding, so the bias of

@@ -36,6 +36,7 @@ VARIANTS = [
     ("simclr", {"method": "simclr"}),
     ("vicreg", {"method": "vicreg"}),
     ("byol", {"method": "byol"}),
+    ("simsiam", {"method": "simsiam"}),
     ("barlow --ema", {"ema": True}),
     ("barlow --ema --predictor", {"ema": True, "predictor": True}),
     ("vicreg --ema", {"method": "vicreg", "ema": True}),
@@ -46,6 +47,7 @@ TERMS = {
     "barlow --ema": ("on_diag", "off_diag"),
     "barlow --ema --predictor": ("on_diag", "off_diag"),
     "simclr": ("positive_cosine",),
+    "simsiam": ("cosine",),
     "vicreg": ("invariance", "variance", "covariance"),
     "vicreg --ema": ("invariance", "variance", "covariance"),
     "byol": ("cosine",),
@@ -83,11 +85,11 @@ def test_every_method_lowers_its_loss_and_writes_its_files(tmp_path, name, chang
     has_target = config.method == "byol" or config.ema
     assert any(key.startswith("target.") for key in model) == has_target
     assert any(key.startswith("predictor.") for key in model) == (
-        config.method == "byol" or config.predictor
+        config.method in ("byol", "simsiam") or config.predictor
     )
 
 
-RESUMED = [v for v in VARIANTS if v[0] in ("byol", "simclr", "vicreg --ema")]
+RESUMED = [v for v in VARIANTS if v[0] in ("byol", "simclr", "simsiam", "vicreg --ema")]
 
 
 @pytest.mark.parametrize("name, changes", RESUMED, ids=[v[0] for v in RESUMED])
