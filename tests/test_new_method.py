@@ -77,12 +77,12 @@ def test_a_method_defined_outside_the_library_trains_and_is_evaluated(tmp_path, 
 def test_a_method_with_options_registered_too_late_is_refused_in_one_line(
     tmp_path, monkeypatch, capsys
 ):
-    """Options become fields of Config when tinybt.recipe is imported: a method registered
-    afterwards can have none of its own, and is told so."""
+    """A method's options are fields of Config, one line each in tinybt/recipe.py: a method
+    whose options are not there is told so, in one line."""
     scaled = replace(COSINE, name="scaled", options={"scale": Option(1.0, "the loss's weight")})
     monkeypatch.setitem(methods.METHODS, "scaled", scaled)
     assert main(["--preset", "tiny", "--method", "scaled", "--out", str(tmp_path)]) == 2
-    assert "options (scale) are not fields of Config: register" in capsys.readouterr().err
+    assert "options (scale) are not fields of Config: add one line" in capsys.readouterr().err
 
 
 def test_a_new_method_is_refused_until_it_is_registered(tmp_path, capsys):

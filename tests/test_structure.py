@@ -144,3 +144,16 @@ def test_the_programs_start_without_matplotlib():
     code = "import sys, " + ", ".join(sorted(PROGRAMS)) + "; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_config_holds_every_methods_options_and_no_other():
+    """Config's fields are written out in tinybt/recipe.py; each method option is one of them."""
+    from dataclasses import fields
+
+    from tinybt.recipe import CommonConfig, Config, method_options
+
+    common = {f.name for f in fields(CommonConfig)}
+    assert {f.name for f in fields(Config)} - common == set(method_options())
+    for f in fields(Config):
+        if f.name in method_options():
+            assert getattr(Config(), f.name) == method_options()[f.name].default, f.name

@@ -16,7 +16,7 @@ towards the online one. This module reads a method only through its `Method`
 
 import math
 import os
-from dataclasses import dataclass, field, fields, make_dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -115,19 +115,33 @@ def users(name):
     return [m.name for m in METHODS.values() if name in m.options]
 
 
-# Every choice a run makes: CommonConfig's, then each method's options (`method_options`), as
-# fields of one dataclass. Saved in each checkpoint, so a run can be resumed and evaluated
-# from its folder alone; `validate(config)` checks it before any work starts.
-Config = make_dataclass(
-    "Config",
-    [
-        (name, type(o.default), option(o.default, f"{', '.join(users(name))}: {o.help}"))
-        for name, o in method_options().items()
-    ],
-    bases=(CommonConfig,),
-    namespace={"__module__": __name__},
-)
-Config.__doc__ = "Every choice a run makes: CommonConfig's fields, then the methods' options."
+def method_field(name):
+    """The field of Config for method option `name`: its default and help are the method's
+    own (its Option), the help prefixed with the methods that use it."""
+    spec = method_options()[name]
+    return option(spec.default, f"{', '.join(users(name))}: {spec.help}")
+
+
+@dataclass
+class Config(CommonConfig):
+    """Every choice a run makes: CommonConfig's fields, then the methods' options, each
+    defined (default, help, check) by the method that owns it. Saved in each checkpoint, so a
+    run can be resumed and evaluated from its folder alone; `validate(config)` checks it
+    before any work starts. A new method's option is one more line here."""
+
+    # the target network's (tinybt/methods/target.py)
+    ema: bool = method_field("ema")
+    predictor: bool = method_field("predictor")
+    tau_base: float = method_field("tau_base")
+    # Barlow Twins' (tinybt/methods/barlow_twins.py)
+    lambd: float = method_field("lambd")
+    standardize: bool = method_field("standardize")
+    # SimCLR's (tinybt/methods/simclr.py)
+    temperature: float = method_field("temperature")
+    # VICReg's (tinybt/methods/vicreg.py)
+    sim_coeff: float = method_field("sim_coeff")
+    std_coeff: float = method_field("std_coeff")
+    cov_coeff: float = method_field("cov_coeff")
 
 
 PRESETS = {
@@ -239,7 +253,7 @@ def _check_method_options(config):
     if unknown:
         raise TinyBTError(
             f"--method {method.name}'s options ({', '.join(unknown)}) are not fields of Config: "
-            "register the method in tinybt/methods/__init__.py, which Config is built from"
+            "add one line each to Config in tinybt/recipe.py"
         )
     for name, spec in method_options().items():
         if name in target_network.OPTIONS or not hasattr(config, name):
