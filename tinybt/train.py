@@ -12,7 +12,8 @@ from dataclasses import fields, replace
 
 from tinybt import distributed
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
-from tinybt.recipe import PRESETS, Config, stored_config, stored_data_dir
+from tinybt.presets import PRESETS
+from tinybt.recipe import Config, stored_config, stored_data_dir
 from tinybt.run import load_run_checkpoint, train
 from tinybt.runfolder import checkpoint_to_resume
 
