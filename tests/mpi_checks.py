@@ -24,8 +24,9 @@ import numpy as np
 
 from tinybt import backend, distributed, nn
 from tinybt.gradcheck import relative_error
-from tinybt.methods.barlow_twins import barlow_twins_loss, cross_correlation
+from tinybt.methods.barlow_twins import barlow_twins_loss
 from tinybt.methods.byol import byol_loss
+from tinybt.methods.common import cross_correlation
 from tinybt.methods.simclr import nt_xent_loss
 from tinybt.methods.vicreg import vicreg_loss, vicreg_terms
 from tinybt.tensor import Tensor

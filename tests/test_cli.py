@@ -95,6 +95,16 @@ TRAIN_CASES = [
     ),
     ("tau base above 1", "--method byol --tau-base 1.5", "--tau-base must be in [0, 1]"),
     ("negative tau base", "--ema --tau-base -0.1", "--tau-base must be in [0, 1]"),
+    (
+        "tau base without a target",
+        "--method simclr --tau-base 0.99",
+        "--tau-base is an EMA target's rate, and --method simclr has no target: drop it",
+    ),
+    (
+        "tau base without --ema",
+        "--tau-base 0.99",
+        "--tau-base is an EMA target's rate, and --method barlow has no target without --ema",
+    ),
     ("negative vicreg weight", "--method vicreg --std-coeff -1", "--std-coeff must be a finite"),
     ("resume changing method", "--resume --method byol --out {run}", "contradicts the run"),
     ("unknown flag", "--epoch 3", "unrecognized arguments"),

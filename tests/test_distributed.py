@@ -182,7 +182,7 @@ def test_outside_whole_batch_each_process_computes_alone():
     whole_batch() nothing is summed across processes, even with two of them."""
     code = (
         "from tinybt import distributed\n"
-        "from tinybt.methods.barlow_twins import cross_correlation\n"
+        "from tinybt.methods.common import cross_correlation\n"
         "import numpy as np\n"
         "if distributed.rank() == 0:\n"
         "    z = np.random.default_rng(0).standard_normal((8, 3))\n"

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tinybt import comparison
-from tinybt.comparison import (
+from tinybt.errors import TinyBTError
+from tinybt.recipe import Config, has_target
+from tinybt.study import comparison
+from tinybt.study.comparison import (
     INCONCLUSIVE,
     NOT_SUPPORTED,
     SUPPORTED,
@@ -21,19 +23,10 @@ from tinybt.comparison import (
     trend,
     verdicts,
 )
-from tinybt.errors import TinyBTError
-from tinybt.grids import (
-    GRIDS,
-    METHOD_NAMES,
-    RunsFailed,
-    append_result,
-    grid,
-    read_results,
-    results_path,
-    run_grid,
-)
-from tinybt.recipe import Config
-from tinybt.tags import (
+from tinybt.study.grids import GRIDS, METHOD_NAMES, TAU_BASE, grid
+from tinybt.study.records import append_result, read_results, results_path
+from tinybt.study.runner import RunsFailed, run_grid
+from tinybt.study.tags import (
     ALL_AUGMENTATIONS,
     BARLOW_EMA,
     BARLOW_HYBRID,
@@ -82,7 +75,10 @@ def test_the_full_grids_hold_what_the_claims_need():
 def test_the_sweeps_share_one_default_run_and_one_budget():
     sweeps = grid("sweeps-cifar")
     assert {c.dataset for _, c in sweeps.values()} == {"cifar10"}
-    assert len({(c.epochs, c.widths, c.strides, c.tau_base) for _, c in sweeps.values()}) == 1
+    assert len({(c.epochs, c.widths, c.strides) for _, c in sweeps.values()}) == 1
+    # τ_base is given only where there is a target, and there it is the grids' one
+    assert {c.tau_base for _, c in sweeps.values() if has_target(c)} == {TAU_BASE}
+    assert {c.tau_base for _, c in sweeps.values() if not has_target(c)} == {Config().tau_base}
     settings = {}
     for tags, config in sweeps.values():
         assert config.projector == f"512-512-{tags['dimension']}"
@@ -293,7 +289,7 @@ def test_fast_results_are_kept_apart_from_the_real_grids(tmp_path):
 
 
 def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path, monkeypatch):
-    from tinybt import grids
+    from tinybt.study import grids
 
     run_grid("shuffle", tmp_path, fast=True, only=[RUN], log=None, **shapes(tmp_path))
     results_path(tmp_path, "shuffle", fast=True).unlink()  # as if killed before recording
@@ -684,3 +680,38 @@ def test_output_piped_into_a_reader_that_stops_early_gives_no_traceback(tmp_path
         )
         assert piped.returncode == 0 and len(piped.stdout.splitlines()) <= 1
         assert (tmp_path / "stderr").read_text() == ""
+
+
+# A method registered before the study is imported: the program's output and every grid, as JSON.
+WITH_A_NEW_METHOD = """
+import dataclasses, json, sys
+from tinybt.methods import METHODS
+if sys.argv[1] == "register":
+    METHODS["throwaway"] = dataclasses.replace(METHODS["simclr"], name="throwaway")
+from tinybt.experiments import main
+from tinybt.study.grids import GRIDS, grid
+try:
+    main(["verdicts"])
+except SystemExit as stop:
+    print("exit", stop.code)
+grids = {name: {run: [tags, dataclasses.asdict(c)] for run, (tags, c) in grid(name).items()}
+         for name in GRIDS}
+print(json.dumps(grids, sort_keys=True))
+"""
+
+
+def test_registering_a_method_changes_no_grid_and_no_verdict():
+    """The review's methods are pinned in the study: a fifth method in the registry joins no
+    grid, so the committed records give the same eight verdicts."""
+
+    def output(register):
+        return subprocess.run(
+            [sys.executable, "-c", WITH_A_NEW_METHOD, register],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    before, after = output("no"), output("register")
+    assert before.count("  verdict: ") >= 8, before
+    assert after == before

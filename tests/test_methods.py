@@ -10,8 +10,10 @@ import pytest
 from tinybt import backend
 from tinybt.gradcheck import assert_gradcheck
 from tinybt.methods.byol import byol_loss, byol_loss_autograd
+from tinybt.methods.predictor import predictor
 from tinybt.methods.simclr import TEMPERATURE, nt_xent_loss, nt_xent_loss_autograd
-from tinybt.methods.target import TAU_BASE, ema_tau, ema_update, predictor
+from tinybt.methods.simsiam import SimSiamLoss, simsiam_loss, simsiam_loss_autograd
+from tinybt.methods.target import TAU_BASE, ema_tau, ema_update
 from tinybt.methods.vicreg import (
     COV_COEFF,
     EPS,
@@ -308,3 +310,42 @@ def test_a_zero_embedding_gives_no_nan(loss, autograd):
     assert values[0] == pytest.approx(values[1], rel=1e-9)
     for op_grad, autograd_grad in zip(grads[0], grads[1], strict=True):
         assert_close(op_grad, autograd_grad, rtol=1e-6, atol=1e-9)
+
+
+# ----- SimSiam -----
+@pytest.mark.parametrize("n, d", SHAPES)
+def test_simsiam_backward(n, d):
+    p_a, p_b = embeddings(n, d)
+    z_a, z_b = (Tensor(z) for z in embeddings(n, d, seed=5))
+    assert_gradcheck(
+        lambda a, b: simsiam_loss(a, b, z_a, z_b), [p_a, p_b], tol=TOL, what=f"SimSiam N={n} D={d}"
+    )
+
+
+@pytest.mark.parametrize("n, d", SHAPES)
+def test_simsiam_op_matches_autograd_composition(n, d):
+    arrays = (*embeddings(n, d, seed=1), *embeddings(n, d, seed=6))
+    (loss, grads), (expected_loss, expected_grads) = both_ways(
+        simsiam_loss, simsiam_loss_autograd, arrays
+    )
+    assert_close(loss, expected_loss, rtol=1e-10, what="SimSiam: loss")
+    for i in range(2):
+        assert_close(grads[i], expected_grads[i], rtol=1e-9, atol=1e-12, what=f"SimSiam d/dp{i}")
+    assert grads[2:] == [None, None] and expected_grads[2:] == [None, None]
+
+
+def test_simsiam_stops_the_gradient_to_the_embeddings():
+    p_a, p_b = (Tensor(a, requires_grad=True) for a in embeddings(6, 4))
+    z = [Tensor(a, requires_grad=True) for a in embeddings(6, 4, seed=7)]
+    simsiam_loss(p_a, p_b, *z).backward()
+    assert p_a.grad is not None and p_b.grad is not None
+    assert all(t.grad is None for t in z)
+    with pytest.raises(RuntimeError, match="stop-gradient"):
+        SimSiamLoss.apply(p_a, p_b, *z).backward()
+
+
+def test_simsiam_loss_known_values():
+    p = np.random.default_rng(0).standard_normal((5, 4))
+    # p = z (up to a positive scale): cos = 1, loss -1; p = -z: cos = -1, loss 1
+    assert simsiam_loss(Tensor(p), Tensor(p), Tensor(3 * p), Tensor(p)).item() == pytest.approx(-1)
+    assert simsiam_loss(Tensor(p), Tensor(p), Tensor(-p), Tensor(-p)).item() == pytest.approx(1)

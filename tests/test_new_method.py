@@ -7,27 +7,45 @@ from dataclasses import replace
 
 import pytest
 
-from tinybt import methods
+from tinybt import distributed, methods
 from tinybt.evaluate import evaluate_checkpoint
-from tinybt.methods.barlow_twins import standardized_correlation
+from tinybt.methods.common import constant, standardized_correlation, unit_rows
 from tinybt.methods.method import Method, Option
 from tinybt.methods.target import follow, online_and_target
+from tinybt.tensor import Function
 from tinybt.train import main
 
+from .test_distributed import needs_mpi
+from .test_distributed_training import LOSS_RTOL, finish, launch, losses
 
-def unit(z):
-    """Rows of an (N, D) Tensor divided by their norms."""
-    return z * ((z**2).sum(axis=1, keepdims=True) ** -0.5)
+
+class CosineLoss(Function):
+    """mean_n (2 - 2 cos(q_n, z'_n)) for Q, Z' (N, D), Z' a constant; the mean is the whole
+    batch's (distributed.batch_mean), so P processes train one process's gradient.
+
+    cos = q̂ · ẑ with q̂ = q/|q|  =>  dL/dq = -2 (ẑ - q̂ cos) / (N |q|), row by row."""
+
+    def forward(self, q, target):
+        self.q_unit, self.q_norms, _ = unit_rows(q)
+        self.target_unit = unit_rows(target)[0]
+        self.cos = (self.q_unit * self.target_unit).sum(axis=1, keepdims=True)  # (N, 1)
+        return distributed.batch_mean(2 - 2 * self.cos)
+
+    def backward(self, grad):
+        n = distributed.batch_count(len(self.q_unit))
+        dq = -2 * grad * (self.target_unit - self.q_unit * self.cos) / (n * self.q_norms)
+        return dq, None
 
 
 def cosine_objective(model, view_a, view_b):
-    """mean_n (2 - 2 cos(z_a,n, z'_b,n)) + the same with the views swapped: each online
-    embedding towards the EMA target's embedding of the other view."""
+    """Each online embedding towards the EMA target's embedding of the other view, both ways;
+    logs the mean cosine."""
     (z_a, z_b), _, (target_a, target_b) = online_and_target(model, view_a, view_b)
-    cosine_ab = (unit(z_a) * unit(target_b)).sum(axis=1).mean()
-    cosine_ba = (unit(z_b) * unit(target_a)).sum(axis=1).mean()
-    loss = 4 - 2 * (cosine_ab + cosine_ba)
-    return loss, {"cosine": (cosine_ab.item() + cosine_ba.item()) / 2}
+    ab, ba = CosineLoss(), CosineLoss()
+    loss = ab(z_a, constant(target_b)) + ba(z_b, constant(target_a))
+    return loss, {
+        "cosine": float(distributed.batch_mean(ab.cos) + distributed.batch_mean(ba.cos)) / 2
+    }
 
 
 COSINE = Method(
@@ -59,17 +77,18 @@ def test_a_method_defined_outside_the_library_trains_and_is_evaluated(tmp_path, 
 def test_a_method_with_options_registered_too_late_is_refused_in_one_line(
     tmp_path, monkeypatch, capsys
 ):
-    """Options become fields of Config when tinybt.recipe is imported: a method registered
-    afterwards can have none of its own, and is told so."""
+    """A method's options are fields of Config, one line each in tinybt/recipe.py: a method
+    whose options are not there is told so, in one line."""
     scaled = replace(COSINE, name="scaled", options={"scale": Option(1.0, "the loss's weight")})
     monkeypatch.setitem(methods.METHODS, "scaled", scaled)
     assert main(["--preset", "tiny", "--method", "scaled", "--out", str(tmp_path)]) == 2
-    assert "options (scale) are not fields of Config: register" in capsys.readouterr().err
+    assert "options (scale) are not fields of Config: add one line" in capsys.readouterr().err
 
 
 def test_a_new_method_is_refused_until_it_is_registered(tmp_path, capsys):
     assert main(["--preset", "tiny", "--method", "cosine", "--out", str(tmp_path)]) == 2
-    assert "--method 'cosine' is not one of barlow, byol, simclr, vicreg" in capsys.readouterr().err
+    expected = "--method 'cosine' is not one of barlow, byol, simclr, vicreg, simsiam"
+    assert expected in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", sorted(methods.METHODS))
@@ -80,3 +99,25 @@ def test_every_registered_method_says_what_it_is(name):
     assert (method.after_step is not None) == (method.target_objective is not None)
     for option in method.options.values():
         assert option.help and (option.check is None or option.check(option.default) is None)
+
+
+# Two processes register the method as the test does, then run the command line's code.
+REGISTERED = (
+    "import sys; from tinybt import methods; from tests.test_new_method import COSINE; "
+    "methods.METHODS['cosine'] = COSINE; from tinybt.train import main; "
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_a_new_method_trains_the_one_process_losses_in_two_processes(tmp_path, monkeypatch):
+    """Its loss takes the whole batch's mean, so `mpiexec -n 2` trains the one-process run."""
+    monkeypatch.setitem(methods.METHODS, "cosine", COSINE)
+    data = tmp_path.parent / "tinybt-data"
+    argv = ["--preset", "tiny", "--method", "cosine", "--epochs", "2", "--tau-base", "0.9"]
+    argv += ["--train-size", "128", "--no-evaluate", "--data-dir", str(data)]
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    status, _, err = finish(launch(2, "-c", REGISTERED, *argv, "--out", str(tmp_path / "two")))
+    assert status == 0, err
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=LOSS_RTOL)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tinybt import grids
 from tinybt.errors import TinyBTError
+from tinybt.study import records, runner
 
 PROGRAMS = ["train", "evaluate", "experiments", "book", "exercises", "embed", "export"]
 
@@ -82,7 +82,7 @@ def test_verdicts_of_a_folder_that_does_not_exist_say_so(tmp_path):
 
 
 def refuse_opening(monkeypatch, refused):
-    """Make tinybt.grids' open() refuse the file `refused`, as for a file without permission
+    """Make the study runner's open() refuse the file `refused`, as for a file without permission
     (as root, permissions refuse nothing)."""
 
     def opening(path, *args, **options):
@@ -90,15 +90,15 @@ def refuse_opening(monkeypatch, refused):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return open(path, *args, **options)
 
-    monkeypatch.setattr(grids, "open", opening, raising=False)
+    monkeypatch.setattr(runner, "open", opening, raising=False)
 
 
 @pytest.mark.parametrize("write", [True, False])
 def test_a_record_that_cannot_be_opened_is_refused_before_any_run(write, tmp_path, monkeypatch):
-    record = grids.results_path(tmp_path, "shuffle", fast=True)
+    record = records.results_path(tmp_path, "shuffle", fast=True)
     record.write_text("")
     refuse_opening(monkeypatch, record)
     access = "read and write" if write else "read"
     with pytest.raises(TinyBTError, match=f"cannot {access} the record {record} .Permission"):
-        grids.run_grid("shuffle", tmp_path, fast=True, dry_run=not write, log=None)
+        runner.run_grid("shuffle", tmp_path, fast=True, dry_run=not write, log=None)
     assert sorted(path.name for path in tmp_path.iterdir()) == [record.name]  # nothing trained

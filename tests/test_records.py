@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tinybt.errors import TinyBTError
-from tinybt.grids import GRIDS, append_result, check_record, grid, read_results
+from tinybt.study.grids import GRIDS, grid
+from tinybt.study.records import append_result, check_record, read_results
 
 ONE_PROCESS_PROGRAMS = ("experiments", "evaluate", "book", "exercises")
 

@@ -97,15 +97,38 @@ def test_the_run_imports_no_method():
     assert not graph["tinybt.run"] & methods, sorted(graph["tinybt.run"] & methods)
 
 
+def test_no_method_imports_another():
+    """What methods share is in tinybt/methods/common.py (or method.py, predictor.py,
+    target.py): a method's file imports those, never another method's."""
+    graph = import_graph()
+    shared = {
+        "tinybt.methods",
+        *(f"tinybt.methods.{name}" for name in ("common", "method", "predictor", "target")),
+    }
+    methods = {name for name in graph if name.startswith("tinybt.methods.")} - shared
+    offenders = {name: sorted(graph[name] & methods) for name in methods if graph[name] & methods}
+    assert methods and not offenders, f"methods import each other: {offenders}"
+
+
+def test_the_library_never_imports_the_study():
+    """The study (tinybt/study/) stands on the library; only its program reaches into it."""
+    graph = import_graph()
+    study = {name for name in graph if name.startswith("tinybt.study")}
+    assert study, "no study modules found"
+    outside = set(graph) - study - {"tinybt.experiments"}
+    offenders = {name: sorted(graph[name] & study) for name in outside if graph[name] & study}
+    assert not offenders, f"library modules import the study: {offenders}"
+
+
 def test_no_module_outside_methods_compares_method_names():
     """Which method a run uses is looked up in the registry, never spelt out: no string
-    literal naming a method outside tinybt/methods/ (the grids' tags and notes aside)."""
+    literal naming a method outside tinybt/methods/ (the study's grids and records aside)."""
     from tinybt.methods import METHODS
 
     names = set(METHODS)
     offenders = []
     for path in PACKAGE.rglob("*.py"):
-        if "methods" in path.relative_to(PACKAGE).parts or path.stem in ("grids", "comparison"):
+        if {"methods", "study"} & set(path.relative_to(PACKAGE).parts):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Compare):
@@ -121,3 +144,16 @@ def test_the_programs_start_without_matplotlib():
     code = "import sys, " + ", ".join(sorted(PROGRAMS)) + "; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_config_holds_every_methods_options_and_no_other():
+    """Config's fields are written out in tinybt/recipe.py; each method option is one of them."""
+    from dataclasses import fields
+
+    from tinybt.recipe import CommonConfig, Config, method_options
+
+    common = {f.name for f in fields(CommonConfig)}
+    assert {f.name for f in fields(Config)} - common == set(method_options())
+    for f in fields(Config):
+        if f.name in method_options():
+            assert getattr(Config(), f.name) == method_options()[f.name].default, f.name

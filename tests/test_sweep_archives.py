@@ -26,8 +26,8 @@ from tinybt.checkpoint import generator_state, save_checkpoint
 from tinybt.data import load_dataset
 from tinybt.data.folder import read_all
 from tinybt.errors import TinyBTError
-from tinybt.grids import read_results
 from tinybt.recipe import Config, build_model, build_optimizer, load_split
+from tinybt.study.records import read_results
 
 pytestmark = pytest.mark.host
 

@@ -7,6 +7,7 @@ import pytest
 
 from tinybt.methods.byol import byol_loss
 from tinybt.methods.simclr import nt_xent_loss
+from tinybt.methods.simsiam import simsiam_loss
 from tinybt.methods.vicreg import vicreg_loss
 from tinybt.tensor import Tensor
 
@@ -98,3 +99,22 @@ def test_vicreg_torch_reference_is_not_trivially_equal():
     std = z_a.std(axis=0, ddof=1)
     assert (std < 1).any() and (std > 1).any()
     assert np.abs(std - 1).min() > 0.1
+
+
+def torch_simsiam(p1, p2, z1, z2):
+    """As facebookresearch/simsiam writes it (main_simsiam.py, builder.py): the model returns
+    z1.detach(), z2.detach(), and criterion = nn.CosineSimilarity(dim=1)."""
+    criterion = torch.nn.CosineSimilarity(dim=1)
+    z1, z2 = z1.detach(), z2.detach()
+    return -(criterion(p1, z2).mean() + criterion(p2, z1).mean()) * 0.5
+
+
+@pytest.mark.parametrize("n, d", SHAPES)
+def test_simsiam_matches_torch(n, d):
+    compare(
+        simsiam_loss,
+        torch_simsiam,
+        embeddings(n, d, seed=3),
+        f"SimSiam N={n} D={d}",
+        constants=embeddings(n, d, seed=4),
+    )

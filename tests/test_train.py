@@ -18,7 +18,7 @@ from tinybt import run as run_module
 from tinybt.checkpoint import atomic_savez, load_checkpoint
 from tinybt.errors import TinyBTError
 from tinybt.evaluation import evaluate_run
-from tinybt.methods.barlow_twins import cross_correlation
+from tinybt.methods.common import cross_correlation
 from tinybt.recipe import Config, build_model, first_images, load_split
 from tinybt.run import Run, read_metrics, snapshot_steps, train
 from tinybt.tensor import Tensor, no_grad

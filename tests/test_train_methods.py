@@ -2,7 +2,7 @@
 resumes exactly after Ctrl-C, no gradient reaches a target network, the EMA is the one BYOL
 writes down, and `python -m tinybt.evaluate` reads every method's run."""
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ from tinybt import run as run_module
 from tinybt.augment import shuffle_pixels
 from tinybt.checkpoint import load_checkpoint
 from tinybt.evaluate import evaluate_checkpoint
-from tinybt.methods.barlow_twins import cross_correlation
+from tinybt.methods.common import cross_correlation
 from tinybt.methods.target import WithTarget, ema_tau
 from tinybt.recipe import (
     Config,
@@ -19,8 +19,11 @@ from tinybt.recipe import (
     build_model,
     build_objective,
     build_optimizer,
+    has_target,
     load_split,
+    stored_config,
     train_step,
+    validate,
 )
 from tinybt.run import train
 from tinybt.tensor import Tensor
@@ -33,6 +36,7 @@ VARIANTS = [
     ("simclr", {"method": "simclr"}),
     ("vicreg", {"method": "vicreg"}),
     ("byol", {"method": "byol"}),
+    ("simsiam", {"method": "simsiam"}),
     ("barlow --ema", {"ema": True}),
     ("barlow --ema --predictor", {"ema": True, "predictor": True}),
     ("vicreg --ema", {"method": "vicreg", "ema": True}),
@@ -43,6 +47,7 @@ TERMS = {
     "barlow --ema": ("on_diag", "off_diag"),
     "barlow --ema --predictor": ("on_diag", "off_diag"),
     "simclr": ("positive_cosine",),
+    "simsiam": ("cosine",),
     "vicreg": ("invariance", "variance", "covariance"),
     "vicreg --ema": ("invariance", "variance", "covariance"),
     "byol": ("cosine",),
@@ -53,10 +58,11 @@ def tiny_config(tmp_path, **changes):
     """Two epochs of the tiny preset; a higher learning rate and a faster EMA (τ_base 0.9)
     than the defaults, so that 16 steps move every method's loss."""
     data_dir = tmp_path.parent / "tinybt-data"
-    settings = dict(lr=1e-2, warmup_epochs=0.5, tau_base=0.9, evaluate=False)
-    return Config.preset(
+    settings = dict(lr=1e-2, warmup_epochs=0.5, evaluate=False)
+    config = Config.preset(
         "tiny", data_dir=str(data_dir), out=str(tmp_path / "run"), **{**settings, **changes}
     )
+    return replace(config, tau_base=0.9) if has_target(config) else config
 
 
 def losses(result):
@@ -79,11 +85,11 @@ def test_every_method_lowers_its_loss_and_writes_its_files(tmp_path, name, chang
     has_target = config.method == "byol" or config.ema
     assert any(key.startswith("target.") for key in model) == has_target
     assert any(key.startswith("predictor.") for key in model) == (
-        config.method == "byol" or config.predictor
+        config.method in ("byol", "simsiam") or config.predictor
     )
 
 
-RESUMED = [v for v in VARIANTS if v[0] in ("byol", "simclr", "vicreg --ema")]
+RESUMED = [v for v in VARIANTS if v[0] in ("byol", "simclr", "simsiam", "vicreg --ema")]
 
 
 @pytest.mark.parametrize("name, changes", RESUMED, ids=[v[0] for v in RESUMED])
@@ -203,3 +209,13 @@ def test_the_snapshot_is_the_methods_own_c(tmp_path, changes, standardized):
     np.testing.assert_allclose(matrix, cross_correlation(z_a, z_b, standardized=standardized))
     other = cross_correlation(z_a, z_b, standardized=not standardized)
     assert not np.allclose(matrix, other)  # std 3: centred and standardised C differ
+
+
+def test_a_stored_tau_base_without_a_target_is_read_as_the_default():
+    """Runs without a target once stored the --tau-base they were given (the grids gave every
+    run 0.99); read back, it is the default, so those folders still resume and evaluate."""
+    stored = {**asdict(Config()), "tau_base": 0.99}
+    assert stored_config(stored).tau_base == Config().tau_base
+    validate(stored_config(stored))
+    with_target = stored_config({**stored, "method": "byol"})
+    assert with_target.tau_base == 0.99

@@ -13,7 +13,7 @@ from tinybt import backend
 from tinybt.checkpoint import load_checkpoint
 from tinybt.errors import TinyBTError
 from tinybt.probe import evaluate_encoder, format_table
-from tinybt.recipe import Config, build_model, stored_data_dir, validate
+from tinybt.recipe import build_model, stored_config, stored_data_dir, validate
 
 TOO_CLOSE = 0.02  # a learned encoder this close to its random start has not learnt yet
 
@@ -53,7 +53,7 @@ def load_trained(path, backend_name=None, data_dir=None, data_flag="--data-dir")
     checkpoint = path / "checkpoint.npz" if path.is_dir() else path
     model_state, _, meta = load_checkpoint(checkpoint)
     try:
-        config = Config(**meta["config"])
+        config = stored_config(meta["config"])
     except (KeyError, TypeError):  # no configuration, or one with other fields
         raise TinyBTError(
             f"{checkpoint} was written by another version of tinybt: use it with that one"

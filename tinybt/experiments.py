@@ -1,10 +1,9 @@
 """Run the experiments of the review's claims:  python -m tinybt.experiments run GRID
 
 GRID is one of budget, methods, augmentations, dimension, shuffle, shuffle-cifar, sweeps-cifar,
-or all
-(tinybt/grids.py defines them and states their budget). Finished runs are skipped, so the same
-command resumes a grid; several processes may run one grid together, each taking runs no other
-has started:
+or all (tinybt/study/grids.py defines them; docs/CLAIMS.md states their budget). Finished runs
+are skipped, so the same command resumes a grid; several processes may run one grid together,
+each taking runs no other has started:
 
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
@@ -21,25 +20,19 @@ which prints each claim's verdict, the runs it used, its numbers, and the runs s
 then claims 2, 4 and 5 as the shapes grids judge them.
 Exit status: 0; 1 when runs failed (each is reported, none recorded) or, for verdicts, when
 runs are missing; 2 for bad input (a record's line that breaks the schema of
-tinybt.grids.check_record included, named by its file and line).
+tinybt.study.records.check_record included, named by its file and line).
 """
 
 import os
 import sys
 from pathlib import Path
 
-from tinybt.comparison import shapes_verdicts, verdicts
 from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
-from tinybt.grids import (
-    CIFAR_SUBSET,
-    GRIDS,
-    RunsFailed,
-    check_root,
-    read_results,
-    results_path,
-    run_grid,
-)
+from tinybt.study.comparison import shapes_verdicts, verdicts
+from tinybt.study.grids import CIFAR_SUBSET, GRIDS
+from tinybt.study.records import read_results, results_path
+from tinybt.study.runner import RunsFailed, check_root, run_grid
 
 
 def parse_args(argv=None):

@@ -1,5 +1,6 @@
-"""A run's recipe: every choice it makes (`Config`), the named presets, and the builders that
-turn a configuration into data, network, optimiser, augmentations and one training step.
+"""A run's recipe: every choice it makes (`Config`, started from a preset of
+tinybt/presets.py), and the builders that turn a configuration into data, network, optimiser,
+augmentations and one training step.
 
 Both programs import this module: `python -m tinybt.train` follows the recipe, and
 `python -m tinybt.evaluate` rebuilds a run's network from the configuration stored in its
@@ -16,7 +17,7 @@ towards the online one. This module reads a method only through its `Method`
 
 import math
 import os
-from dataclasses import dataclass, field, fields, make_dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -25,10 +26,11 @@ import numpy as np
 from tinybt import augment, backend, distributed
 from tinybt.data import DATASETS, load_dataset
 from tinybt.errors import TinyBTError
-from tinybt.methods import METHODS
+from tinybt.methods import METHODS, predictor
 from tinybt.methods import target as target_network
 from tinybt.model import TwoViewNetwork, parse_dims
 from tinybt.optim import OPTIMIZERS
+from tinybt.presets import PRESETS
 from tinybt.tensor import Tensor
 
 AUGMENTATIONS = {"cifar": augment.cifar, "paper": augment.paper}
@@ -115,62 +117,33 @@ def users(name):
     return [m.name for m in METHODS.values() if name in m.options]
 
 
-# Every choice a run makes: CommonConfig's, then each method's options (`method_options`), as
-# fields of one dataclass. Saved in each checkpoint, so a run can be resumed and evaluated
-# from its folder alone; `validate(config)` checks it before any work starts.
-Config = make_dataclass(
-    "Config",
-    [
-        (name, type(o.default), option(o.default, f"{', '.join(users(name))}: {o.help}"))
-        for name, o in method_options().items()
-    ],
-    bases=(CommonConfig,),
-    namespace={"__module__": __name__},
-)
-Config.__doc__ = "Every choice a run makes: CommonConfig's fields, then the methods' options."
+def method_field(name):
+    """The field of Config for method option `name`: its default and help are the method's
+    own (its Option), the help prefixed with the methods that use it."""
+    spec = method_options()[name]
+    return option(spec.default, f"{', '.join(users(name))}: {spec.help}")
 
 
-PRESETS = {
-    # The README's main command: the offline shapes dataset, about 4 minutes on a 2-core CPU.
-    # Crops of at least half the image keep the object in both views (it covers a small part
-    # of the image, and the paper's 8% crops often cut it out). Downsampling in every stage
-    # makes a step about 4x cheaper than strides 1-2-2-2 and lets the last stage see the
-    # whole shape; on this budget, more epochs of that beat a full-resolution first stage.
-    "shapes": dict(
-        dataset="shapes",
-        epochs=50,
-        batch_size=64,
-        widths="32-64-128-256",
-        strides="2-2-2-2",
-        projector="256-256-256",
-        augment_changes={"crop_scale": (0.5, 1.0)},
-        out="runs/shapes",
-    ),
-    # The acceptance recipe on CIFAR-10 (see README): the 4-stage encoder, 100 epochs.
-    "cifar10": dict(
-        dataset="cifar10",
-        epochs=100,
-        batch_size=128,
-        widths="32-64-128-256",
-        projector="512-512-512",
-        optimizer="adam",
-        lr=1e-3,
-        weight_decay=1e-6,
-        out="runs/cifar10",
-    ),
-    # Seconds, for tests and the notebooks' fast configuration.
-    "tiny": dict(
-        dataset="shapes",
-        epochs=2,
-        batch_size=32,
-        widths="8-16",
-        strides="1-2",
-        projector="32-32",
-        train_size=256,
-        snapshot_size=64,
-        out="runs/tiny",
-    ),
-}
+@dataclass
+class Config(CommonConfig):
+    """Every choice a run makes: CommonConfig's fields, then the methods' options, each
+    defined (default, help, check) by the method that owns it. Saved in each checkpoint, so a
+    run can be resumed and evaluated from its folder alone; `validate(config)` checks it
+    before any work starts. A new method's option is one more line here."""
+
+    # the target network's (tinybt/methods/target.py)
+    ema: bool = method_field("ema")
+    predictor: bool = method_field("predictor")
+    tau_base: float = method_field("tau_base")
+    # Barlow Twins' (tinybt/methods/barlow_twins.py)
+    lambd: float = method_field("lambd")
+    standardize: bool = method_field("standardize")
+    # SimCLR's (tinybt/methods/simclr.py)
+    temperature: float = method_field("temperature")
+    # VICReg's (tinybt/methods/vicreg.py)
+    sim_coeff: float = method_field("sim_coeff")
+    std_coeff: float = method_field("std_coeff")
+    cov_coeff: float = method_field("cov_coeff")
 
 
 # ----- checking a configuration before any work -----
@@ -239,7 +212,7 @@ def _check_method_options(config):
     if unknown:
         raise TinyBTError(
             f"--method {method.name}'s options ({', '.join(unknown)}) are not fields of Config: "
-            "register the method in tinybt/methods/__init__.py, which Config is built from"
+            "add one line each to Config in tinybt/recipe.py"
         )
     for name, spec in method_options().items():
         if name in target_network.OPTIONS or not hasattr(config, name):
@@ -266,6 +239,12 @@ def _check_target_options(config):
     problem = target_network.OPTIONS["tau_base"].check(config.tau_base)
     if problem:
         raise TinyBTError(f"--tau-base {problem}, got {config.tau_base}")
+    if not has_target(config) and config.tau_base != target_network.TAU_BASE:
+        without = " without --ema" if method.target_objective else ""
+        raise TinyBTError(
+            f"--tau-base is an EMA target's rate, and --method {config.method} has no "
+            f"target{without}: drop it"
+        )
     if (config.ema or config.predictor) and method.target_objective is None:
         flag = "--ema" if config.ema else "--predictor"
         always = [m.name for m in METHODS.values() if m.objective is None]
@@ -283,6 +262,16 @@ def _check_target_options(config):
 def has_target(config):
     """Whether the run learns against an EMA target network: BYOL always, others with --ema."""
     return METHODS[config.method].uses_target(config.ema)
+
+
+def stored_config(stored):
+    """The Config of a run's checkpoint from its stored {field: value}: as stored, except
+    τ_base, set back to its default in a run without a target, where it means nothing (a run
+    stored whatever --tau-base it was given until a run without a target refused one)."""
+    config = Config(**stored)
+    if config.method in METHODS and not has_target(config):
+        return replace(config, tau_base=target_network.TAU_BASE)
+    return config
 
 
 def options_of(config):
@@ -319,17 +308,18 @@ def build_model(config):
     """The network, initialised from the run's seed (so the random baseline is its start).
 
     With a target network (BYOL, --ema) a WithTarget: the online network, drawn first and so
-    the same as the one-network run's, the predictor if any, and the target, a copy.
+    the same as the one-network run's, the predictor if any, and the target, a copy. Without
+    one, the online network, with its predictor (a WithPredictor) when the method has one.
     """
     rng = np.random.default_rng([config.seed, 0])
     online = _network(config, rng)
-    if not has_target(config):
-        return online
     method = METHODS[config.method]
-    head = method.predictor or (target_network.predictor if config.predictor else None)
+    head = method.predictor or (predictor.predictor if config.predictor else None)
     dims = parse_dims(config.projector)  # the predictor has the projector's shape: D -> hidden -> D
-    predictor = head(dims[-1], dims[0], rng) if head else None
-    return target_network.WithTarget(online, _network(config, rng), predictor)
+    head = head(dims[-1], dims[0], rng) if head else None
+    if has_target(config):
+        return target_network.WithTarget(online, _network(config, rng), head)
+    return online if head is None else predictor.WithPredictor(online, head)
 
 
 def _network(config, rng):

@@ -21,7 +21,6 @@ only compute. Decisions that end an epoch early (Ctrl-C) are taken by all at the
 """
 
 import json
-import math
 import signal
 import time
 from dataclasses import asdict
@@ -41,6 +40,7 @@ from tinybt.checkpoint import (
     restore_generator,
     save_checkpoint,
 )
+from tinybt.divergence import diverged, first_overflow
 from tinybt.errors import TinyBTError
 from tinybt.evaluation import evaluate_run
 from tinybt.model import count_parameters, parse_dims
@@ -54,7 +54,6 @@ from tinybt.recipe import (
     build_optimizer,
     has_target,
     load_split,
-    options_of,
     train_step,
     validate,
 )
@@ -402,66 +401,14 @@ class Run:
             viz.save_training_curves(self.metrics(), self.out / "training.png")
 
     def _check_finite(self, loss, step):
-        """Stop at the first quantity that overflowed in step `step`, in the order the step
-        computed them: the loss (from weights that were finite after the previous step), its
-        gradients, the optimiser's state, the weights the update wrote."""
-        if not math.isfinite(loss):
-            raise self._diverged(step, f"the loss became {loss}", "loss")
-        parameters = self.model.named_parameters()
-        quantities = {
-            "gradient": {name: p.grad for name, p in parameters.items()},
-            "optimiser state": {  # the optimiser holds the parameters in the model's order
-                f"{kind} for {name}": array
-                for kind, arrays in self.optimizer.state.items()
-                for name, array in zip(parameters, arrays, strict=True)
-            },
-            "weights": {name: p.data for name, p in parameters.items()},
-        }
-        # A gradient that overflowed reaches the optimiser's state or the weights, so those
-        # two are checked every step, and the gradients only to name what overflowed first.
-        checked = [*quantities["optimiser state"].values(), *quantities["weights"].values()]
-        arrays = [a for a in checked if a is not None]
-        xp = backend.get_array_module(arrays[0])
-        if bool(xp.stack([xp.isfinite(a).all() for a in arrays]).all()):  # one sync per step
-            return
-        for kind, group in quantities.items():
-            for name, array in group.items():
-                if array is not None and not bool(xp.isfinite(array).all()):
-                    raise self._diverged(step, f"the {kind} of {name} became NaN or inf", kind)
+        """Stop at the first quantity that overflowed in step `step` (tinybt/divergence.py)."""
+        overflow = first_overflow(loss, self.model, self.optimizer)
+        if overflow is not None:
+            raise self._diverged(step, *overflow)
 
     def _diverged(self, step, what, kind="update"):
-        """The one-line error for a run whose `what` overflowed in step `step`, naming the
-        options that feed it. `kind`: the loss and its gradient come from the loss's options
-        and, after the first update, from the weights the updates grew; the optimiser's state
-        from the gradients and the optimiser; the weights from the update."""
-        config = self.config
-        epoch = min(step // self.steps_per_epoch, config.epochs - 1) + 1
-        last = (
-            f"the last good checkpoint is {self.checkpoint_path}"
-            if self.checkpoint_path.exists()
-            else "no checkpoint was written yet"
-        )
-        given = [f"--{name.replace('_', '-')} {v}" for name, v in options_of(config).items()]
-        loss = f"the loss's options ({config.method}: {', '.join(given) or 'none'})"
-        update = f"--lr {config.lr:g}, --weight-decay {config.weight_decay:g}"
-        optimizer = f"--optimizer {config.optimizer}"
-        if kind in ("loss", "gradient") and step == 0:
-            why = f"this is before any update, so it comes from {loss}"
-        elif kind in ("loss", "gradient"):
-            why = f"it comes from {loss}, or from weights grown by {update} and {optimizer}"
-        elif kind == "optimiser state" and step == 0:
-            why = (
-                f"it holds the first gradients, from {loss}, with --weight-decay "
-                f"{config.weight_decay:g} for {optimizer}"
-            )
-        elif kind == "optimiser state":
-            why = f"it comes from the gradients, from {loss}, and from {update} and {optimizer}"
-        else:
-            why = f"the options that drive the updates are {update} and {optimizer}"
-        return TinyBTError(
-            f"{what} at step {step} (epoch {epoch} of {config.epochs}): training diverged; "
-            f"{why}; change them and start again ({last})"
-        )
+        """The one-line error for a run whose `what` overflowed in step `step`."""
+        return diverged(self.config, step, what, kind, self.steps_per_epoch, self.checkpoint_path)
 
     def _take_snapshot(self, step):
         """The method's C (`build_correlation`) on the fixed held-out views, with batch norm

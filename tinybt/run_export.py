@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tinybt.errors import TinyBTError
 from tinybt.evaluation import load_trained
+from tinybt.methods.predictor import WithPredictor
 from tinybt.methods.target import WithTarget
 from tinybt.recipe import load_split
 
@@ -44,7 +45,7 @@ def export_run(run, to, head="none", unfinished=False, data_dir=None):
         train_set = load_split(config, "train")
     except TinyBTError as error:
         raise TinyBTError(f"the run trained on {config.dataset}: {error}") from None
-    network = model.online if isinstance(model, WithTarget) else model
+    network = model.online if isinstance(model, (WithTarget, WithPredictor)) else model
     projector = network.projector if head == "projector" else None
     image_size = train_set.images.shape[1:3]
     write(to, network.encoder, config, train_set.mean, train_set.std, image_size, projector)

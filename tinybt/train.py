@@ -12,7 +12,8 @@ from dataclasses import fields, replace
 
 from tinybt import distributed
 from tinybt.errors import OneLineArgumentParser, TinyBTError, path_error_line, run_program
-from tinybt.recipe import PRESETS, Config, stored_data_dir
+from tinybt.presets import PRESETS
+from tinybt.recipe import Config, stored_config, stored_data_dir
 from tinybt.run import load_run_checkpoint, train
 from tinybt.runfolder import checkpoint_to_resume
 
@@ -77,7 +78,7 @@ def config_from_args(args):
     out = given.get("out", Config.preset("shapes").out)
     stored = load_run_checkpoint(checkpoint_to_resume(out))[2]["config"]
     try:
-        config = Config(**stored)
+        config = stored_config(stored)
     except TypeError:
         raise TinyBTError(
             f"the checkpoint in {out} was written by another version of tinybt: "

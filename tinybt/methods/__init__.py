@@ -12,15 +12,18 @@ two views' embeddings towards:
 - `vicreg`: the two views' embeddings equal, every dimension's standard deviation at least 1,
   the dimensions decorrelated (variance, invariance, covariance), with no standardisation;
 - `byol`: each view's prediction towards a slowly moving (EMA) target network's embedding of
-  the other view, with no negatives and no gradient through the target.
+  the other view, with no negatives and no gradient through the target;
+- `simsiam`: each view's prediction towards the same network's embedding of the other view,
+  behind a stop-gradient, with no target network and no negatives.
 
 `target` holds the target network and its moving average, shared by BYOL and by Barlow Twins
-and VICReg with --ema. A new method is one new file exporting its `METHOD` and its entry in
+and VICReg with --ema; `predictor` the predictor head (BYOL, SimSiam, --predictor); `common`
+what the losses share. A new method is one new file exporting its `METHOD` and its entry in
 the registry below (docs/METHODS.md, "Adding a method"); a method's options become fields of
-`tinybt.recipe.Config` when the recipe is imported.
+`tinybt.recipe.Config`, one line each.
 """
 
-from tinybt.methods import barlow_twins, byol, simclr, vicreg
+from tinybt.methods import barlow_twins, byol, simclr, simsiam, vicreg
 
 # --method's choices, in the order the help lists them: a new method is one more line here.
 METHODS = {
@@ -30,5 +33,6 @@ METHODS = {
         byol.METHOD,
         simclr.METHOD,
         vicreg.METHOD,
+        simsiam.METHOD,
     )
 }

@@ -24,48 +24,12 @@ import math
 
 from tinybt import distributed
 from tinybt.backend import get_array_module
+from tinybt.methods.common import EPS, cross_correlation, normalise, off_diagonal
 from tinybt.methods.method import Method, Option, zero_or_positive
 from tinybt.methods.target import both_directions, follow
-from tinybt.ops.batchnorm import BatchStandardize
 from tinybt.tensor import Function
 
 LAMBDA = 0.0051  # the paper's weight of the off-diagonal (redundancy reduction) term
-EPS = 1e-5  # as torch.nn.BatchNorm1d(affine=False), which the official code uses
-
-
-class Centre(Function):
-    """Z - mean_n Z per column (N, D): the normalisation left when standardisation is off.
-    dL/dZ = grad - mean_n(grad), since every row shares the mean. Both means are the whole
-    batch's across processes (tinybt.distributed), as the standardisation's are."""
-
-    def forward(self, z):
-        return z - distributed.batch_mean(z, axis=0)
-
-    def backward(self, grad):
-        return (grad - distributed.batch_mean(grad, axis=0),)
-
-
-def _normalise(z, standardized, eps):
-    """(op, Ẑ): the op that normalised z (N, D), whose backward we will need, and its output.
-
-    Standardisation is batch norm's op without γ and β (tinybt/ops/batchnorm.py), exactly as
-    the official code uses BatchNorm1d(affine=False)."""
-    if standardized:
-        op = BatchStandardize()
-        return op, op.forward(z, eps=eps)
-    op = Centre()
-    return op, op.forward(z)
-
-
-def cross_correlation(z_a, z_b, standardized=True, eps=EPS):
-    """C = Ẑ_aᵀ Ẑ_b / N (D, D) for arrays z_a, z_b: (N, D); for plots and logs.
-
-    With standardized=False the embeddings are only centred, so C is the cross-covariance.
-    Across processes, C of the whole batch, as the loss's (see BarlowTwinsLoss).
-    """
-    z_a_hat, z_b_hat = _normalise(z_a, standardized, eps)[1], _normalise(z_b, standardized, eps)[1]
-    product = distributed.sum_over_processes(z_a_hat.T @ z_b_hat)
-    return product / distributed.batch_count(z_a.shape[0])
 
 
 def correlation_summary(c):
@@ -94,18 +58,6 @@ def loss_terms(c, lambd=LAMBDA):
     return on_diagonal, off_diagonal
 
 
-def off_diagonal(c):
-    """The D(D-1) off-diagonal entries of a square (D, D) matrix, flattened.
-
-    The official code's trick: in the flattened matrix the diagonal entries sit D+1 apart, so
-    dropping the last entry and viewing the rest as (D-1, D+1) puts every diagonal entry but
-    the last in column 0; dropping that column leaves exactly the off-diagonal entries.
-    Works on arrays and on Tensors (then it is differentiable).
-    """
-    d = c.shape[0]
-    return c.reshape(-1)[:-1].reshape(d - 1, d + 1)[:, 1:].reshape(-1)
-
-
 class BarlowTwinsLoss(Function):
     """L(Z_a, Z_b) with Z_a, Z_b: (N, D) -> scalar, the gradient derived by hand.
 
@@ -132,8 +84,8 @@ class BarlowTwinsLoss(Function):
                 f"the two views' embeddings must both be (N, D), got {z_a.shape} and {z_b.shape}"
             )
         self.lambd = lambd
-        self.normalise_a, self.z_a_hat = _normalise(z_a, standardized, eps)
-        self.normalise_b, self.z_b_hat = _normalise(z_b, standardized, eps)
+        self.normalise_a, self.z_a_hat = normalise(z_a, standardized, eps)
+        self.normalise_b, self.z_b_hat = normalise(z_b, standardized, eps)
         self.count = distributed.batch_count(z_a.shape[0])  # N, the whole batch's
         self.c = distributed.sum_over_processes(self.z_a_hat.T @ self.z_b_hat) / self.count
         on_diagonal, off_diagonal = loss_terms(self.c, lambd)
@@ -208,12 +160,6 @@ def _loss_and_terms(z_a, z_b, lambd=LAMBDA, standardize=True):
 def correlation(z_a, z_b, options):
     """The loss's C of two (N, D) arrays: standardised, or only centred with --no-standardize."""
     return cross_correlation(z_a, z_b, standardized=options["standardize"])
-
-
-def standardized_correlation(z_a, z_b, options):
-    """C of two (N, D) arrays, standardised whatever the options: what a run snapshots for a
-    method whose loss forms no C of its own, so that its figure reads as Barlow Twins' does."""
-    return cross_correlation(z_a, z_b)
 
 
 METHOD = Method(

@@ -20,25 +20,15 @@ Each vector is normalised with its squared norm floored at 1e-12, as DeepMind's 
 Defaults from the paper (Section 3.3, implementation details): the EMA's τ_base = 0.996 (in
 target.py); the projector and the predictor are the same MLP, Linear(4096), batch norm, ReLU,
 Linear(256), on a ResNet-50 (2048 features); tinybt's predictor keeps that shape with the
-projector's sizes (`target.predictor`).
+projector's sizes (`predictor.predictor`).
 """
 
 from tinybt import distributed
-from tinybt.backend import get_array_module
-from tinybt.methods.barlow_twins import standardized_correlation
+from tinybt.methods.common import SQUARED_NORM_FLOOR, constant, standardized_correlation, unit_rows
 from tinybt.methods.method import Method
-from tinybt.methods.target import follow, online_and_target, predictor
+from tinybt.methods.predictor import predictor
+from tinybt.methods.target import follow, online_and_target
 from tinybt.tensor import Function
-
-SQUARED_NORM_FLOOR = 1e-12  # DeepMind's BYOL: x / sqrt(max(|x|², 1e-12))
-
-
-def unit_rows(x):
-    """(x / |x| per row, |x| per row (N, 1), whether the row's |x|² is above the floor (N, 1))
-    for x: (N, D); |x|² is floored at SQUARED_NORM_FLOOR, so a zero row gives zeros."""
-    squared = (x**2).sum(axis=1, keepdims=True)
-    norms = get_array_module(x).sqrt(get_array_module(x).maximum(squared, SQUARED_NORM_FLOOR))
-    return x / norms, norms, squared > SQUARED_NORM_FLOOR
 
 
 class BYOLLoss(Function):
@@ -95,7 +85,7 @@ class BYOLLoss(Function):
 def byol_loss(q_a, q_b, target_a, target_b):
     """BYOL's loss as one op (scalar Tensor): online predictions Q_a, Q_b (N, D) against the
     target network's embeddings Z'_a, Z'_b (N, D), which are detached here."""
-    return BYOLLoss.apply(q_a, q_b, _constant(target_a), _constant(target_b))
+    return BYOLLoss.apply(q_a, q_b, constant(target_a), constant(target_b))
 
 
 def byol_loss_autograd(q_a, q_b, target_a, target_b):
@@ -109,11 +99,7 @@ def byol_loss_autograd(q_a, q_b, target_a, target_b):
     def direction(q, target):
         return (2 - 2 * (unit(q) * unit(target)).sum(axis=1)).mean()
 
-    return direction(q_a, _constant(target_b)) + direction(q_b, _constant(target_a))
-
-
-def _constant(x):
-    return x.detach() if hasattr(x, "detach") else x
+    return direction(q_a, constant(target_b)) + direction(q_b, constant(target_a))
 
 
 # ----- the method -----
@@ -121,7 +107,7 @@ def objective(model, view_a, view_b):
     """Σ over both directions of mean_n (2 - 2 cos(q_n, z'_n)); logs the mean cosine."""
     _, (q_a, q_b), (target_a, target_b) = online_and_target(model, view_a, view_b)
     op = BYOLLoss()
-    loss = op(q_a, q_b, _constant(target_a), _constant(target_b))
+    loss = op(q_a, q_b, constant(target_a), constant(target_b))
     return loss, {"cosine": op.cosine}
 
 

@@ -34,7 +34,8 @@ class Method:
         both uses this one when the run asks for a target (--ema).
     options: {name: Option}, the hyperparameters passed to the objectives as keywords.
     predictor: the extra head on the online network, (dim, hidden, rng) -> Module, which the
-        method always has (BYOL's predictor); None if it has none of its own.
+        method always has, with a target (BYOL's) or without one (SimSiam's: its objective
+        then gets a `tinybt.methods.predictor.WithPredictor`); None if it has none of its own.
     after_step: (model, step, total_steps, tau_base) -> None, what follows every optimiser
         step when the run has a target network (the EMA update of tinybt/methods/target.py).
     correlation: (z_a, z_b, **options) -> C (D, D), for arrays (N, D): the matrix a run

@@ -31,8 +31,7 @@ This file holds the loss twice: `nt_xent_loss`, one op with the gradient derived
 
 from tinybt import distributed
 from tinybt.backend import get_array_module
-from tinybt.methods.barlow_twins import standardized_correlation
-from tinybt.methods.byol import SQUARED_NORM_FLOOR, unit_rows
+from tinybt.methods.common import SQUARED_NORM_FLOOR, standardized_correlation, unit_rows
 from tinybt.methods.method import Method, Option, positive
 from tinybt.tensor import Function
 

@@ -22,6 +22,7 @@ import math
 
 from tinybt import nn
 from tinybt.methods.method import Option
+from tinybt.methods.predictor import online_and_predictions
 from tinybt.tensor import Tensor
 
 TAU_BASE = 0.996  # BYOL's starting EMA rate
@@ -92,19 +93,6 @@ def _modules(module):
         yield from _modules(child)
 
 
-def predictor(dim, hidden, rng=None):
-    """BYOL's predictor MLP, (N, dim) -> (N, dim): Linear(dim, hidden) without bias (batch
-    norm follows), BatchNorm1d, ReLU, Linear(hidden, dim). The paper: dim 256, hidden 4096, the
-    projector's shape; tinybt keeps that shape with the projector's sizes (512 -> 512 -> 512 with
-    the default projector). BYOL always has it; --predictor adds it to Barlow Twins or VICReg."""
-    return nn.Sequential(
-        nn.Linear(dim, hidden, bias=False, rng=rng),
-        nn.BatchNorm1d(hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, dim, rng=rng),
-    )
-
-
 def online_and_target(model, view_a, view_b):
     """((Z_a, Z_b), (Q_a, Q_b), (Z'_a, Z'_b)) for a WithTarget model, all (N, D) Tensors.
 
@@ -112,9 +100,8 @@ def online_and_target(model, view_a, view_b):
     predictor). Z': the target network's embeddings, constants: its weights are Buffers and
     the views need no gradient, so autograd records nothing for them (the stop-gradient).
     """
-    z_a, z_b = model.online(view_a), model.online(view_b)
-    predict = (lambda z: z) if model.predictor is None else model.predictor
-    return (z_a, z_b), (predict(z_a), predict(z_b)), (model.target(view_a), model.target(view_b))
+    (z_a, z_b), (q_a, q_b) = online_and_predictions(model, view_a, view_b)
+    return (z_a, z_b), (q_a, q_b), (model.target(view_a), model.target(view_b))
 
 
 def both_directions(loss):

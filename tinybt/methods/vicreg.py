@@ -37,7 +37,7 @@ reduces within each view (K) rather than across the two.
 
 from tinybt import distributed
 from tinybt.backend import get_array_module
-from tinybt.methods.barlow_twins import off_diagonal, standardized_correlation
+from tinybt.methods.common import off_diagonal, standardized_correlation
 from tinybt.methods.method import Method, Option, zero_or_positive
 from tinybt.methods.target import both_directions, follow
 from tinybt.tensor import Function

@@ -1,4 +1,4 @@
-"""The review's eight claims, each judged from the experiments' results (tinybt/grids.py).
+"""The review's eight claims, each judged from the experiments' results (tinybt/study/grids.py).
 
 A verdict is computed, never typed in: `verdicts(results)` reads the grids' result lines and
 returns, per claim, "supported", "not supported" or "inconclusive", with the numbers behind
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinybt.grids import METHOD_NAMES, grid, sweep_defaults
-from tinybt.tags import (
+from tinybt.study.grids import METHOD_NAMES, grid, sweep_defaults
+from tinybt.study.tags import (
     ALL_AUGMENTATIONS,
     BARLOW_EMA,
     BARLOW_HYBRID,
@@ -375,9 +375,9 @@ def claim_7(batch):
     """Two parts, each "holds", "fails" or "unclear" (see `_judged_in_parts`): Barlow Twins at
     the smallest batch against itself at the largest (holds: the same or higher), and SimCLR's
     drop between them against Barlow Twins' (paired by seed; holds: higher). With the learning
-    rate following sqrt(B) (tinybt/grids.py), a small batch also means more steps per epoch; and
-    at batch N, Barlow Twins' C is estimated from N samples for D x D entries (rank at most
-    N - 1), which is the catch in the claim."""
+    rate following sqrt(B) (tinybt/study/grids.py), a small batch also means more steps per
+    epoch; and at batch N, Barlow Twins' C is estimated from N samples for D x D entries (rank
+    at most N - 1), which is the catch in the claim."""
     batches = sorted({line["tags"]["batch"] for line in batch})
     small, large = batches[0], batches[-1]
     at = {

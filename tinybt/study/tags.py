@@ -1,5 +1,6 @@
-"""The tags that name the grids' variants, defined once: tinybt/grids.py gives them to its runs
-and tinybt/comparison.py picks runs by them, so a tag renamed here is renamed on both sides.
+"""The tags that name the grids' variants, defined once: tinybt/study/grids.py gives them to its
+runs and tinybt/study/comparison.py picks runs by them, so a tag renamed here is renamed on both
+sides.
 
 A run's tags are {"method": ..., "seed": ...} plus what its grid varies: "augment",
 "dimension", "colour", or, in the sweeps-cifar grid, all of "dimension", "augment" and "batch"
