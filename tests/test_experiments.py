@@ -114,6 +114,7 @@ def test_the_budget_grid_is_the_cifar10_preset_for_every_method_and_ema():
         "barlow-ema",
         "byol",
         "simclr",
+        "simsiam",
         "vicreg",
     }
     for tags, config in budget.values():
@@ -126,7 +127,7 @@ def test_the_budget_grid_is_the_cifar10_preset_for_every_method_and_ema():
             assert getattr(config, field) == getattr(preset, field), field
         assert config.ema == (tags["method"] == "barlow-ema")
         assert config.seed == tags["seed"]
-    assert sorted(tags["seed"] for tags, _ in budget.values()) == [0] * 5 + [1] * 5
+    assert sorted(tags["seed"] for tags, _ in budget.values()) == [0] * 6 + [1] * 6
 
 
 def test_an_unknown_grid_or_run_is_refused_in_one_line(tmp_path):

@@ -2,8 +2,9 @@
 them so that a grid can stop and resume across sessions and run in several processes at once.
 
     budget         the cifar10 preset as it stands (100 epochs), on the CIFAR-10 subset, for
-                   each method and Barlow Twins --ema, seeds 0 and 1: whether every method
-                   learns at the preset's budget (10 points linear over its random encoder)
+                   the review's four methods, SimSiam and Barlow Twins --ema, seeds 0 and 1:
+                   whether every method learns at the preset's budget (10 points linear over
+                   its random encoder); no verdict reads it
     methods        (a) the four methods, and Barlow Twins without standardisation (claims 1
                    and 6), on the CIFAR-10 subset with the cifar10 preset's encoder,
                    projector and augmentations, the same budget for each, seeds 0 and 1
@@ -172,6 +173,7 @@ def _variations(name, fast, base):
         variants = {
             "byol": {"method": "byol"},
             BARLOW_EMA: {"method": "barlow", "ema": True},
+            "simsiam": {"method": "simsiam"},
             "vicreg": {"method": "vicreg"},
             "simclr": {"method": "simclr"},
             "barlow": {"method": "barlow"},
