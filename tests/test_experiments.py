@@ -294,12 +294,12 @@ def test_a_checkpoint_of_another_configuration_is_not_resumed(tmp_path, monkeypa
 
     run_grid("shuffle", tmp_path, fast=True, only=[RUN], log=None, **shapes(tmp_path))
     results_path(tmp_path, "shuffle", fast=True).unlink()  # as if killed before recording
-    base = grids._base
-    monkeypatch.setattr(grids, "_base", lambda *a: replace(base(*a), epochs=2))  # grid edited
+    base = grids.FAST_BASE
+    monkeypatch.setattr(grids, "FAST_BASE", replace(base, epochs=2))  # the grid edited
     with pytest.raises(RunsFailed, match="not resumed: .* another configuration \\(epochs 1 "):
         run_grid("shuffle", tmp_path, fast=True, only=[RUN], log=None, **shapes(tmp_path))
     assert (tmp_path / "shuffle-fast" / RUN / "checkpoint.npz").exists(), "its folder is kept"
-    monkeypatch.setattr(grids, "_base", base)
+    monkeypatch.setattr(grids, "FAST_BASE", base)
     # the same configuration resumes the finished run: evaluated and recorded, no training
     assert run_grid("shuffle", tmp_path, fast=True, only=[RUN], log=None, **shapes(tmp_path)) == [
         RUN
