@@ -89,7 +89,9 @@ def test_the_sweeps_share_one_default_run_and_one_budget():
         assert config.predictor == (tags["method"] == BARLOW_HYBRID)
         setting = tuple(value for key, value in tags.items() if key != "seed")
         settings.setdefault(setting, set()).add(tags["seed"])
-    assert all(seeds == {0, 1} for seeds in settings.values())  # two seeds for every setting
+    # two seeds for every setting, three for the seven the third seed repeats
+    assert sorted(len(seeds) for seeds in settings.values()) == [2] * 20 + [3] * 7
+    assert all(seeds >= {0, 1} for seeds in settings.values())
     # the default run is one run of every sweep: no second run at D = 512, batch 128, all
     defaults = [s for s in settings if s[1:] == (512, ALL_AUGMENTATIONS, 128)]
     assert sorted(s[0] for s in defaults) == sorted(
@@ -103,7 +105,7 @@ def test_the_sweeps_share_one_default_run_and_one_budget():
         "batch": 128,
         "seed": 1,
     }
-    assert len(sweeps) == 54
+    assert len(sweeps) == 54 + 7
 
 
 def test_the_budget_grid_is_the_cifar10_preset_for_every_method_and_ema():
@@ -408,7 +410,7 @@ def known_sweep(tags, drops=None, batch_drops=None, hybrid=None, curves=None, no
     without colour augmentations (`drops`), at batch 32 (`batch_drops`); Barlow Twins 2 points
     a doubling of D, BYOL flat at 55%, or `curves` {method: {D: accuracy}}; the hybrid `hybrid`
     {D: accuracy} (default: Barlow Twins'). Seed 1 is noise[method] (default 1 point) above
-    seed 0."""
+    seed 0, and seed 2 (the third seed of a few settings) as far below."""
     drops = drops or {"barlow": 0.20, "byol": 0.05, "simclr": 0.25, BARLOW_HYBRID: 0.05}
     batch_drops = batch_drops or {"barlow": 0.01, "simclr": 0.10, "byol": 0.02}
     method, d, seed = tags["method"], tags["dimension"], tags["seed"]
@@ -421,7 +423,7 @@ def known_sweep(tags, drops=None, batch_drops=None, hybrid=None, curves=None, no
         accuracy -= drops[method]
     if tags["batch"] == 32:
         accuracy -= batch_drops[method]
-    return accuracy + (noise or {}).get(method, 0.01) * seed, 0.2
+    return accuracy + (noise or {}).get(method, 0.01) * {0: 0, 1: 1, 2: -1}[seed], 0.2
 
 
 def known_accuracy(tags):

@@ -1,9 +1,9 @@
 """Run the experiments of the review's claims:  python -m tinybt.experiments run GRID
 
 GRID is one of budget, methods, augmentations, dimension, shuffle, shuffle-cifar, sweeps-cifar,
-or all (tinybt/study/grids.py defines them; docs/CLAIMS.md states their budget). Finished runs
-are skipped, so the same command resumes a grid; several processes may run one grid together,
-each taking runs no other has started:
+methods-cifar60, shuffle-cifar60, or all (tinybt/study/grids.py defines them; docs/CLAIMS.md
+states their budget). Finished runs are skipped, so the same command resumes a grid; several
+processes may run one grid together, each taking runs no other has started:
 
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &
     OPENBLAS_NUM_THREADS=1 python -m tinybt.experiments run all &

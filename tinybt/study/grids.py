@@ -23,12 +23,19 @@
                    hybrid (claims 4, 5 and 8); batch 32, 128, 256 for Barlow Twins, SimCLR and
                    BYOL (claim 7). The hybrid is Barlow Twins --ema --predictor, the nearest
                    tinybt comes to the review's proposal. The default run (D = 512, every
-                   augmentation, batch 128) is one run in all three sweeps.
+                   augmentation, batch 128) is one run in all three sweeps. Seed 2 for
+                   the settings of the comparisons two seeds left tied.
+    methods-cifar60  (a) Barlow Twins without standardisation and VICReg at sweeps-cifar's
+                   budget (claims 1 and 6), beside sweeps-cifar's default runs of Barlow
+                   Twins, BYOL and SimCLR
+    shuffle-cifar60  (d) shuffle-cifar at sweeps-cifar's budget, seeds 0 and 1 (claim 3),
+                   whose default runs are the real-image reference
 
 Two seeds (0 and 1) unless said otherwise: the dimension grid and shuffle-cifar have one, and
 the augmentations grid gives the second only to the two settings claim 2 compares. The
-augmentations and dimension grids decided claims 2, 4 and 5 before sweeps-cifar existed; they
-are kept as a second, synthetic reading of the same claims.
+augmentations and dimension grids decided claims 2, 4 and 5 before sweeps-cifar existed, and
+the 15-epoch methods and shuffle-cifar grids claims 1, 3 and 6 before the 60-epoch grids; they
+are kept as a second reading of the same claims.
 
 What the grids cut to fit (docs/CLAIMS.md gives their budgets): epochs (BYOL in particular is
 known to need long training); the encoder's width in sweeps-cifar; D beyond 2048 (the paper
@@ -77,6 +84,12 @@ SWEEP_EPOCHS = 60
 SWEEP_WIDTHS = "16-32-64-128"  # half the cifar10 preset's encoder: twice as fast an epoch
 SWEEP_DIMENSIONS = (16, 64, 512, 2048)  # projector 512-512-D; 512 is the preset's
 SWEEP_BATCHES = (32, 128, 256)  # 128 is the preset's
+# The settings whose comparisons two seeds left tied (claims 4, 8 and 7), given seed 2 after
+# every other sweeps-cifar run; the longest first.
+THIRD_SEED = (
+    {"dimension": (16,), "method": ("byol", BARLOW_HYBRID, "barlow")},
+    {"batch": (32, 256), "method": ("barlow", "simclr")},
+)
 
 # ----- what a tag changes -----
 VARIANTS = {  # "method" tag: Config changes
@@ -208,9 +221,28 @@ TABLE = {
                 "seed": SEEDS,
             },
             {"batch": SWEEP_BATCHES, "method": ("barlow", "simclr", "byol"), "seed": SEEDS},
+            *({**setting, "seed": (2,)} for setting in THIRD_SEED),
         ),
         # the tiny preset's projector is 32-32 and its batch 32
         fast={"dimension": (8, 32), "batch": (16, 32)},
+    ),
+    # Claims 1, 3 and 6 at sweeps-cifar's budget: the runs its default runs of Barlow Twins,
+    # BYOL and SimCLR (every augmentation, D = 512, batch 128) leave out.
+    "methods-cifar60": Grid(
+        base=SWEEPS_CIFAR_BASE,
+        sweeps=({"method": (BARLOW_NOSTD, "vicreg"), "seed": SEEDS},),
+    ),
+    "shuffle-cifar60": Grid(
+        base=SWEEPS_CIFAR_BASE,
+        changes={"shuffle_pixels": True},
+        sweeps=(  # BYOL first, the longest run (its target), so that two processes end together
+            {
+                "method": ("byol", "barlow", "simclr", "vicreg"),
+                "colour": tuple(COLOURS),
+                "seed": SEEDS,
+            },
+        ),
+        fast={"method": ("byol", "barlow")},
     ),
 }
 GRIDS = tuple(TABLE)
