@@ -605,8 +605,8 @@ def test_missing_results_are_inconclusive_and_named():
 
 def test_a_third_seed_is_read_where_recorded():
     """Seed 2 of BYOL at D = 16 far over its seeds 0 and 1 (55%, 56%): BYOL's lead at D = 16
-    (5 points over two seeds) becomes unclear over three (9 points, a spread of 8), and the claims table says that a third seed turned
-    claim 4, which seeds 0 and 1 alone support."""
+    (5 points over two seeds) becomes unclear over three (9 points, a spread of 8), and the
+    claims table says that a third seed turned claim 4, which seeds 0 and 1 alone support."""
     results = made_up_results(known_accuracy)
     seed2 = [line for line in results["sweeps-cifar"] if line["tags"]["seed"] == 2]
     assert {line["tags"]["method"] for line in seed2} >= {"barlow", "byol", "simclr"}
