@@ -346,8 +346,22 @@ def test_the_fast_grids_give_every_claim_all_its_runs():
     named and tagged as the claims look for them. (Notebook 10, in the slow tests, trains them
     all through `python -m tinybt.experiments` and finds no claim short of a run.)"""
     results = made_up_results(lambda tags: (0.5 + 0.01 * tags["seed"], 0.2), fast=True)
-    for judged in (verdicts(results, fast=True), comparison.shapes_verdicts(results, fast=True)):
+    readings = (verdicts, comparison.fifteen_epoch_verdicts, comparison.shapes_verdicts)
+    for reading in readings:
+        judged = reading(results, fast=True)
         assert all(v.runs and not v.missing for v in judged), [v.missing for v in judged]
+
+
+def test_a_reading_where_no_method_learns_is_inconclusive_and_names_every_run():
+    """One epoch teaches the fast grids' methods little: where no run gains `LEARNS`, every
+    claim still comes out, inconclusive where it has nothing to compare, with the runs it
+    left out named."""
+    results = made_up_results(lambda tags: (0.25 + 0.01 * tags["seed"], 0.2), fast=True)
+    for reading in (verdicts, comparison.fifteen_epoch_verdicts, comparison.shapes_verdicts):
+        for v in reading(results, fast=True):
+            assert v.unlearned and all(run in v.evidence for run in v.unlearned), v.evidence
+            assert not set(v.used) & set(v.unlearned)
+            assert v.verdict in (INCONCLUSIVE, NOT_SUPPORTED), (v.claim, v.evidence)
 
 
 def test_the_verdicts_program_names_missing_runs(tmp_path):

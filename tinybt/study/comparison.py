@@ -278,6 +278,12 @@ def sweep(lines, method, metric="linear"):
     return curve
 
 
+def dimensions(lines):
+    """The set of D the runs among `lines` were trained at, a failed or left-out run's too: the
+    sweep as the grid defines it, whatever its runs gave."""
+    return {line["tags"]["dimension"] for line in lines}
+
+
 def fitted_gains(lines, method, metric="linear"):
     """({seed: slope}, {seed: gain}) of one variant of a dimension sweep, one line per seed: the
     slope through that seed's runs (`trend`) and the change it fits from the sweep's smallest D
@@ -288,7 +294,7 @@ def fitted_gains(lines, method, metric="linear"):
         if "error" not in line and line["tags"]["method"] == method:
             seed, d = line["tags"]["seed"], line["tags"]["dimension"]
             curves.setdefault(seed, {})[d] = line["evaluation"]["learned"][metric]
-    every_d = set().union(*curves.values()) if curves else set()
+    every_d = dimensions(line for line in lines if line["tags"]["method"] == method)
     if len(every_d) < 2:
         return {}, {}
     octaves = math.log2(max(every_d) / min(every_d))
@@ -372,7 +378,7 @@ def claim_4(dimension):
     if not barlow or not byol:
         return _verdict(4, INCONCLUSIVE, "the dimension sweep has too few runs")
     curves = {m: sweep(dimension, m) for m in ("barlow", "byol")}
-    smallest, largest = min(curves["barlow"]), max(curves["barlow"])
+    smallest, largest = min(dimensions(dimension)), max(dimensions(dimension))
     barlow, byol, slopes = list(barlow.values()), list(byol.values()), list(slopes.values())
     improving = compare(barlow, [0.0] * len(barlow))
     byol_against_none, byol_against_barlow = compare(byol, [0.0] * len(byol)), compare(byol, barlow)
@@ -382,13 +388,13 @@ def claim_4(dimension):
         flat = ("rising", "fails")
     else:
         flat = ("unclear", "unclear")
-    small = compare(curves["byol"].get(smallest, []), curves["barlow"][smallest])
+    small = compare(curves["byol"].get(smallest, []), curves["barlow"].get(smallest, []))
     numbers = (
         f"over D = {smallest}..{largest} the fitted gain is {describe_drop(barlow)} for "
         f"Barlow Twins (slope {describe_drop(slopes, 'points per doubling')}), "
         f"{describe_drop(byol)} for BYOL; at D = {smallest} BYOL "
         f"{describe(curves['byol'].get(smallest, []))}, Barlow Twins "
-        f"{describe(curves['barlow'][smallest])}"
+        f"{describe(curves['barlow'].get(smallest, []))}"
     )
     parts = {
         "Barlow Twins keeps improving": _part(improving, ("higher",), ("same", "lower")),
@@ -401,15 +407,14 @@ def claim_4(dimension):
 def claim_5(dimension):
     """At the smallest D: Barlow Twins --ema against Barlow Twins and against BYOL."""
     curves = {m: sweep(dimension, m) for m in ("barlow", BARLOW_EMA, "byol")}
-    shared = sorted(set(curves["barlow"]) & set(curves[BARLOW_EMA]) & set(curves["byol"]))
-    if not shared:
-        return _verdict(5, INCONCLUSIVE, "the dimension sweep has too few runs")
-    d = shared[0]
-    barlow, ema, byol = (curves[m][d] for m in ("barlow", BARLOW_EMA, "byol"))
+    d = min(dimensions(dimension))
+    barlow, ema, byol = (curves[m].get(d, []) for m in ("barlow", BARLOW_EMA, "byol"))
     evidence = (
         f"at D = {d}: Barlow Twins {describe(barlow)}, with EMA {describe(ema)}, "
         f"BYOL {describe(byol)}"
     )
+    if not (barlow and ema and byol):
+        return _verdict(5, INCONCLUSIVE, evidence + ": a method has no run that learns here")
     if compare(byol, barlow) != "higher":
         return _verdict(5, INCONCLUSIVE, evidence + ": BYOL has no lead to close here")
     if compare(ema, barlow) == "higher" and compare(ema, byol) != "lower":
@@ -475,7 +480,7 @@ def claim_8(sweeps):
     smallest D (holds: the same or higher)."""
     default = [line for line in sweeps if line["tags"]["augment"] == ALL_AUGMENTATIONS]
     curves = {m: sweep(default, m) for m in ("barlow", "byol", BARLOW_HYBRID)}
-    largest, smallest = max(curves[BARLOW_HYBRID]), min(curves[BARLOW_HYBRID])
+    largest, smallest = max(dimensions(default)), min(dimensions(default))
     removed = [line for line in sweeps if line["tags"]["augment"] == CROP_AND_FLIP]
     d = removed[0]["tags"]["dimension"]  # the augmentation sweep's one dimension
     drops = {
@@ -485,16 +490,16 @@ def claim_8(sweeps):
         )
         for m in ("barlow", "byol", BARLOW_HYBRID)
     }
-    at_large = compare(curves[BARLOW_HYBRID][largest], curves["barlow"][largest])
+    at_large = compare(curves[BARLOW_HYBRID].get(largest, []), curves["barlow"].get(largest, []))
     drop = compare(drops[BARLOW_HYBRID], drops["byol"])
-    at_small = compare(curves[BARLOW_HYBRID][smallest], curves["byol"][smallest])
+    at_small = compare(curves[BARLOW_HYBRID].get(smallest, []), curves["byol"].get(smallest, []))
     numbers = (
-        f"hybrid {describe(curves[BARLOW_HYBRID][largest])} at D = {largest} (Barlow Twins "
-        f"{describe(curves['barlow'][largest])}); drop to crop and flip only: hybrid "
+        f"hybrid {describe(curves[BARLOW_HYBRID].get(largest, []))} at D = {largest} (Barlow Twins "
+        f"{describe(curves['barlow'].get(largest, []))}); drop to crop and flip only: hybrid "
         f"{describe_drop(drops[BARLOW_HYBRID])}, BYOL {describe_drop(drops['byol'])}, Barlow Twins "
         f"{describe_drop(drops['barlow'])}; at D = {smallest} hybrid "
-        f"{describe(curves[BARLOW_HYBRID][smallest])}, BYOL "
-        f"{describe(curves['byol'][smallest])}"
+        f"{describe(curves[BARLOW_HYBRID].get(smallest, []))}, BYOL "
+        f"{describe(curves['byol'].get(smallest, []))}"
     )
     parts = {
         f"at D = {largest}, against Barlow Twins": _part(at_large, ("same", "higher"), ("lower",)),
@@ -543,7 +548,7 @@ def verdicts(results, fast=False, needs=NEEDS):
     Each claim reads only the runs `needed_runs` names (of the fast grids, with `fast`), given
     to its judge one list per argument its needs list; if any is missing, its verdict is
     inconclusive and says which. A run held to the bar (`held_to_learn`) that gains less than
-    `LEARNS` is left out, and the evidence names it."""
+    `LEARNS` is left out, as a run that failed is, and the evidence names it."""
     judged = []
     for claim in needs:
         needed = needed_runs(claim, fast, needs)
@@ -562,14 +567,18 @@ def verdicts(results, fast=False, needs=NEEDS):
         )
         arguments, unlearned, used = [], {}, []
         for argument in needs[claim]:
-            lines = []
+            lines, seen = [], set()
             for name, wanted in argument:
                 selected = _selected(name, wanted, fast)
                 for line in results.get(name, []):
-                    if line["name"] not in selected or line in lines:
+                    if line["name"] not in selected or (name, line["name"]) in seen:
                         continue
+                    seen.add((name, line["name"]))
                     if "error" not in line and held_to_learn(line["tags"]) and gain(line) < LEARNS:
+                        # kept as a failed run: no judge reads its accuracy, its tags still
+                        # say which settings the grid ran
                         unlearned[f"{name}/{line['name']}"] = gain(line)
+                        lines.append({**line, "error": "its method did not learn"})
                     else:
                         lines.append(line)
                         used.append(f"{name}/{line['name']}")
