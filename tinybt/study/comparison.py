@@ -3,9 +3,9 @@
 A verdict is computed, never typed in: `verdicts(results)` reads the grids' result lines and
 returns, per claim, "supported", "not supported" or "inconclusive", with the numbers behind
 it, the runs it used, and the runs it still lacks. A claim is judged only from the runs it
-needs (`needed_runs`), and only once all of them are there: with any missing it is
-inconclusive and names them. Notebook 10 draws the figures, and
-`python -m tinybt.experiments verdicts` prints the table.
+needs (`needed_runs`), and only once all of them of seeds 0 and 1 are there: with any missing
+it is inconclusive and names them (a further seed is read where it has a record). Notebook 10
+draws the figures, and `python -m tinybt.experiments verdicts` prints the table.
 
 When two results differ (`compare`), the one rule, which docs/CLAIMS.md and notebook 10 quote:
 
@@ -338,18 +338,19 @@ def claim_2(augmentations, removed=CROP_AND_FLIP):
     return _verdict(2, verdict.get(result, INCONCLUSIVE), evidence)
 
 
-def claim_3(methods, shuffle):
-    """Per method, on CIFAR-10: shuffled without colour jitter vs real images (the methods
-    grid, the same budget), and shuffled with colour jitter vs the random encoder on shuffled
+def claim_3(real, shuffle):
+    """Per method, on CIFAR-10: shuffled without colour jitter vs real images at the same
+    budget (`real`: sweeps-cifar's default runs and methods-cifar60's VICReg, or, at 15 epochs,
+    the methods grid), and shuffled with colour jitter vs the random encoder on shuffled
     images. (The shapes shuffle grid is a control, not evidence: shapes' colours carry no
     class, so there no histogram can do as well as real images.)"""
     verdicts, parts = [], []
     for method in sorted({line["tags"]["method"] for line in shuffle}):
-        real = accuracies(methods, method=method)
+        real_images = accuracies(real, method=method)
         plain = accuracies(shuffle, method=method, colour=NO_JITTER)
         jittered = accuracies(shuffle, method=method, colour=JITTER)
         random_init = accuracies(shuffle, encoder="random_init", method=method, colour=JITTER)
-        as_real, as_random = compare(plain, real), compare(jittered, random_init)
+        as_real, as_random = compare(plain, real_images), compare(jittered, random_init)
         if as_real in ("same", "higher") and as_random in ("same", "lower"):
             verdicts.append(SUPPORTED)
         elif as_real == "lower" or as_random == "higher":
@@ -357,7 +358,7 @@ def claim_3(methods, shuffle):
         else:
             verdicts.append(INCONCLUSIVE)
         parts.append(
-            f"{method}: shuffled {describe(plain)} vs real {describe(real)} ({as_real}); "
+            f"{method}: shuffled {describe(plain)} vs real {describe(real_images)} ({as_real}); "
             f"shuffled with jitter {describe(jittered)} vs random {describe(random_init)} "
             f"({as_random})"
         )
