@@ -17,9 +17,12 @@ results/experiments), read by notebook 10 and by
     python -m tinybt.experiments verdicts
 
 which prints each claim's verdict, the runs it used, its numbers, and the runs still missing;
-then claims 2, 4 and 5 as the shapes grids judge them.
+then claims 1, 3 and 6 as the 15-epoch grids judge them, claims 2, 4 and 5 as the shapes grids
+judge them, and the verdicts a third seed turns. `verdicts --markdown` prints instead the
+claims table's numbers and verdicts as docs/CLAIMS.md holds them, and the README's line.
 Exit status: 0; 1 when runs failed (each is reported, none recorded) or, for verdicts, when
-runs are missing; 2 for bad input (a record's line that breaks the schema of
+runs any reading needs are missing (a claim waiting for them is inconclusive and names them);
+2 for bad input (a record's line that breaks the schema of
 tinybt.study.records.check_record included, named by its file and line).
 """
 
@@ -29,7 +32,14 @@ from pathlib import Path
 
 from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
-from tinybt.study.comparison import shapes_verdicts, verdicts
+from tinybt.study.comparison import (
+    fifteen_epoch_verdicts,
+    shapes_verdicts,
+    summary,
+    table,
+    two_seed_verdicts,
+    verdicts,
+)
 from tinybt.study.grids import CIFAR_SUBSET, GRIDS
 from tinybt.study.records import read_results, results_path
 from tinybt.study.runner import RunsFailed, check_root, run_grid
@@ -54,6 +64,11 @@ def parse_args(argv=None):
         "apart from the real grids'",
     )
     judge.add_argument("--fast", action="store_true", help="judge from the --fast grids' records")
+    judge.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print docs/CLAIMS.md's table of the numbers and verdicts, and the README's line",
+    )
     for command in (run, judge):
         command.add_argument(
             "--root",
@@ -83,7 +98,7 @@ def main(argv=None):
     root = args.root or ("runs/experiments-fast" if args.fast else "results/experiments")
     try:
         if args.command == "verdicts":
-            status = print_verdicts(root, args.fast)
+            status = print_verdicts(root, args.fast, args.markdown)
         else:
             status = run_grids(args, root)
         sys.stdout.flush()  # here, where a reader that stopped early is caught below
@@ -124,8 +139,11 @@ def run_grids(args, root):
     return 1 if failures else 0
 
 
-def print_verdicts(root, fast):
-    """Print the claims table from the records under `root`; 0, or 1 if runs are missing."""
+def print_verdicts(root, fast, markdown=False):
+    """Print the claims from the records under `root`: each claim's verdict, then the second
+    readings (claims 1, 3 and 6 at 15 epochs, claims 2, 4 and 5 on shapes); or, with
+    `markdown`, docs/CLAIMS.md's table of the numbers and verdicts and the README's line. 0, or
+    1 if runs are missing."""
     if not Path(root).exists():
         raise TinyBTError(
             f"no folder {root} holds the grids' records: give --root their folder (the default "
@@ -136,15 +154,30 @@ def print_verdicts(root, fast):
         path = results_path(root, name, fast)
         check_root(root, path, write=False)
         results[name] = read_results(path, fast)
-    judged, on_shapes = verdicts(results, fast), shapes_verdicts(results, fast)
-    print_table(judged)
-    print("On the shapes data:")
-    print_table(on_shapes)
-    missing = [run for v in judged + on_shapes for run in v.missing]
+    judged = verdicts(results, fast)
+    at_15, on_shapes = fifteen_epoch_verdicts(results, fast), shapes_verdicts(results, fast)
+    if markdown:
+        print("\n".join(table(results, fast)))
+        print(f"\n{summary(results, fast)}")
+    else:
+        print_table(judged)
+        print("At 15 epochs (the methods and shuffle-cifar grids):")
+        print_table(at_15)
+        print("On the shapes data:")
+        print_table(on_shapes)
+        turned = [
+            f"claim {v.claim} ({two.verdict} from seeds 0 and 1 alone)"
+            for v, two in zip(judged, two_seed_verdicts(results, fast), strict=True)
+            if v.verdict != two.verdict and not v.missing
+        ]
+        print(f"turned by a third seed: {', '.join(turned) or 'none'}")
+    missing = [run for v in judged + at_15 + on_shapes for run in v.missing]
     if missing:
-        print(f"missing runs: {', '.join(sorted(set(missing)))}")
+        if not markdown:
+            print(f"missing runs: {', '.join(sorted(set(missing)))}")
         return 1
-    print("missing runs: none")
+    if not markdown:
+        print("missing runs: none")
     return 0
 
 
@@ -152,7 +185,7 @@ def print_table(judged):
     """Each Verdict as four lines: the claim, the runs used, the numbers, the verdict."""
     for v in judged:
         print(f"claim {v.claim}: {v.statement}")
-        print(f"  runs used: {len(v.runs) - len(v.missing)} of {len(v.runs)}")
+        print(f"  runs used: {len(v.used)} of {len(v.runs)}")
         print(f"  numbers: {v.evidence}")
         print(f"  verdict: {v.verdict}")
 
