@@ -29,7 +29,7 @@ learns against a target network (tinybt/methods/target.py): L(Q^A, Z'^B) + L(Q^B
 target's variance and covariance terms constants, so only the online side's are learnt from.
 
 The C a VICReg run snapshots and draws is not a quantity of its loss: it is the standardised
-cross-correlation of the two views' embeddings, Ẑ_aᵀ Ẑ_b / N, as Barlow Twins forms it. Its
+cross-correlation of the two views' embeddings, Ẑ^Aᵀ Ẑ^B / N, as Barlow Twins forms it. Its
 diagonal shows how far invariance has made the views agree, dimension by dimension; its
 off-diagonal shows the redundancy left between dimensions, which VICReg's covariance term
 reduces within each view (K) rather than across the two.
