@@ -372,7 +372,7 @@ def test_no_fence_message_gives_the_rule_it_asks_for():
         ("tinybt/ops/matmul.py", "dL/dX = G Yᵀ"),
         ("tinybt/ops/conv.py", "dL/dW = G colsᵀ"),
         ("tinybt/ops/pool.py", "grad / (KH KW)"),
-        ("tinybt/methods/barlow_twins.py", "dL/dẐ_a = Ẑ_b Gᵀ / N"),
+        ("tinybt/methods/barlow_twins.py", "dL/dẐ^A = Ẑ^B Gᵀ / N"),
         ("tinybt/methods/simclr.py", "dL/dU = (G + Gᵀ) U / τ"),
         ("tinybt/methods/vicreg.py", "dL/dZ̄ = 2 Z̄ G / (N - 1)"),
     ],

@@ -19,6 +19,7 @@ import pytest
 from tinybt.methods.barlow_twins import BarlowTwinsLoss
 from tinybt.methods.byol import BYOLLoss
 from tinybt.methods.simclr import NTXentLoss
+from tinybt.methods.simsiam import SimSiamLoss
 from tinybt.methods.vicreg import VICRegLoss
 from tinybt.ops.batchnorm import BatchNorm, BatchStandardize, feature_axis
 
@@ -135,6 +136,19 @@ def test_byol_loss_with_the_batch_shared(monkeypatch, processes):
         processes,
         "BYOL loss",
         needs_grad=(True, True, False, False),  # the targets are constants
+    )
+
+
+@pytest.mark.parametrize("processes", PROCESSES)
+def test_simsiam_loss_with_the_batch_shared(monkeypatch, processes):
+    predictions, embeddings = views(8, 5, seed=5), views(8, 5, seed=8)
+    check_loss(
+        monkeypatch,
+        SimSiamLoss,
+        [*predictions, *embeddings],
+        processes,
+        "SimSiam loss",
+        needs_grad=(True, True, False, False),  # the embeddings are behind the stop-gradient
     )
 
 

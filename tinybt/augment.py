@@ -211,7 +211,7 @@ def mirror(images):
 
 
 def luma(images):
-    """Grey level L = 0.299 R + 0.587 G + 0.114 B: (N, H, W, 3) -> (N, H, W, 1)."""
+    """The grey level 0.299 red + 0.587 green + 0.114 blue: (N, H, W, 3) -> (N, H, W, 1)."""
     return images @ backend.to_device(LUMA, dtype="float32")[:, None]
 
 

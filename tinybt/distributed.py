@@ -6,7 +6,7 @@ step stays the single-process step's mathematics because a few quantities are ma
 that is, computed over the whole batch, rows of every process:
 
 - the batch statistics: batch norm's mean and variance in the forward and the two batch means
-  in its backward; the losses' standardisation and C = Ẑ_aᵀ Ẑ_b / N; VICReg's variances and
+  in its backward; the losses' standardisation and C = Ẑ^Aᵀ Ẑ^B / N; VICReg's variances and
   covariances; the losses' means. Each is a sum over the batch, so each process sums its
   rows and `sum_over_processes` adds the P partial sums (an all-reduce);
 - SimCLR's negatives: every view is compared with every view of the batch, so every process

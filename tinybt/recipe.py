@@ -7,8 +7,8 @@ Both programs import this module: `python -m tinybt.train` follows the recipe, a
 checkpoint. Nothing here reads the command line or writes files.
 
 One training step (`train_step`) is the whole method:
-    two augmented views of a batch -> the same network -> embeddings Z_a, Z_b (N, D)
-    -> loss = Barlow Twins(Z_a, Z_b) -> backward -> optimiser step.
+    two augmented views of a batch -> the same network -> embeddings Z^A, Z^B (N, D)
+    -> loss = Barlow Twins(Z^A, Z^B) -> backward -> optimiser step.
 The methods (--method, tinybt/methods/) change only the middle, their objective on one batch,
 and what follows the step: BYOL, and Barlow Twins or VICReg with --ema, move a target network
 towards the online one. This module reads a method only through its `Method`
@@ -266,8 +266,9 @@ def has_target(config):
 
 def stored_config(stored):
     """The Config of a run's checkpoint from its stored {field: value}: as stored, except
-    τ_base, set back to its default in a run without a target, where it means nothing (a run
-    stored whatever --tau-base it was given until a run without a target refused one)."""
+    tau_base (ρ_base), set back to its default in a run without a target, where it means
+    nothing (a run stored whatever --tau-base it was given until a run without a target
+    refused one)."""
     config = Config(**stored)
     if config.method in METHODS and not has_target(config):
         return replace(config, tau_base=target_network.TAU_BASE)

@@ -2,10 +2,10 @@
 
 Zbontar, Jing, Misra, LeCun and Deny, "Barlow Twins: Self-Supervised Learning via Redundancy
 Reduction" (ICML 2021).
-Given the embeddings of two augmented views of the same N images, Z_a and Z_b: (N, D),
+Given the embeddings of two augmented views of the same N images, Z^A and Z^B: (N, D),
 
     1. standardise each dimension along the batch:  Ẑ = (Z - mean_n Z) / sqrt(var_n Z + eps)
-    2. cross-correlation:                            C = Ẑ_aᵀ Ẑ_b / N                  (D, D)
+    2. cross-correlation:                            C = Ẑ^Aᵀ Ẑ^B / N                  (D, D)
     3. loss:  L = Σ_i (1 - C_ii)²  +  λ Σ_{i≠j} C_ij²
                   invariance          redundancy reduction
 
@@ -59,20 +59,20 @@ def loss_terms(c, lambd=LAMBDA):
 
 
 class BarlowTwinsLoss(Function):
-    """L(Z_a, Z_b) with Z_a, Z_b: (N, D) -> scalar, the gradient derived by hand.
+    """L(Z^A, Z^B) with Z^A, Z^B: (N, D) -> scalar, the gradient derived by hand.
 
     The op keeps the matrix it computed, `c` (D, D), and its two terms, `on_diagonal` and
     `off_diagonal` (floats): training logs and plots them from here (see `barlow_twins`).
 
     Backward, from the loss down: first G = dL/dC (D, D), one entry per term of L (the
-    diagonal and the off-diagonal terms differ); then through the product C = Ẑ_aᵀ Ẑ_b / N
-    to dL/dẐ_a and dL/dẐ_b (N, D), as in MatMul's backward; then through the normalisation
+    diagonal and the off-diagonal terms differ); then through the product C = Ẑ^Aᵀ Ẑ^B / N
+    to dL/dẐ^A and dL/dẐ^B (N, D), as in MatMul's backward; then through the normalisation
     of each view, whose op (self.normalise_a, self.normalise_b) has its own backward.
 
-    Global across P processes (tinybt.distributed), each holding N / P rows of Z_a and Z_b:
+    Global across P processes (tinybt.distributed), each holding N / P rows of Z^A and Z^B:
     the standardisation's mean and std along the batch are the whole batch's (its op,
-    BatchStandardize, sums across processes), and so is C: Ẑ_aᵀ Ẑ_b is a sum over the batch's
-    rows, so each process's Ẑ_aᵀ Ẑ_b is all-reduced before dividing by the whole N. Without
+    BatchStandardize, sums across processes), and so is C: Ẑ^Aᵀ Ẑ^B is a sum over the batch's
+    rows, so each process's Ẑ^Aᵀ Ẑ^B is all-reduced before dividing by the whole N. Without
     that, each process would push its own C to the identity: a different loss, on batches P
     times smaller. Every process then holds the same C and loss; its backward gives dL/dZ
     for its own rows, with the whole batch's N.
@@ -93,9 +93,9 @@ class BarlowTwinsLoss(Function):
         return on_diagonal + off_diagonal
 
     def backward(self, grad):
-        # BEGIN SOLUTION bt-loss: return (dL/dZ_a, dL/dZ_b) for the Barlow Twins loss
+        # BEGIN SOLUTION bt-loss: return (dL/dZ^A, dL/dZ^B) for the Barlow Twins loss
         # dL/dC_ii = -2 (1 - C_ii),   dL/dC_ij = 2 λ C_ij  (i ≠ j)        call it G (D, D)
-        # C = Ẑ_aᵀ Ẑ_b / N  =>  dL/dẐ_a = Ẑ_b Gᵀ / N,   dL/dẐ_b = Ẑ_a G / N   (N, D)
+        # C = Ẑ^Aᵀ Ẑ^B / N  =>  dL/dẐ^A = Ẑ^B Gᵀ / N,   dL/dẐ^B = Ẑ^A G / N   (N, D)
         # then back through each view's normalisation, with its op's backward
         xp = get_array_module(self.c)
         n = self.count
@@ -127,7 +127,7 @@ def barlow_twins(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
 def barlow_twins_loss_autograd(z_a, z_b, lambd=LAMBDA, standardized=True, eps=EPS):
     """The same loss composed of primitive ops, so autograd derives the gradient.
 
-    Mirrors the official code line by line: normalise, C = Ẑ_aᵀ Ẑ_b / N, on_diag, off_diag.
+    Mirrors the official code line by line: normalise, C = Ẑ^Aᵀ Ẑ^B / N, on_diag, off_diag.
     """
     n, d = z_a.shape
 

@@ -2,8 +2,8 @@
 
 Grill et al., "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning" (2020).
 Two networks see the two views. The online network (encoder, projector, then a predictor
-MLP) gives predictions Q_a, Q_b: (N, D); the target network (encoder and projector only) gives
-Z'_a, Z'_b: (N, D). The loss asks each prediction to point the way of the target's embedding
+MLP) gives predictions Q^A, Q^B: (N, D); the target network (encoder and projector only) gives
+Z'^A, Z'^B: (N, D). The loss asks each prediction to point the way of the target's embedding
 of the other view, summed over both directions and averaged over the batch:
 
     L = (1/N) Σ_n [ (2 - 2 cos(q_a,n, z'_b,n)) + (2 - 2 cos(q_b,n, z'_a,n)) ]
@@ -17,10 +17,10 @@ what avoid it in practice.
 Each vector is normalised with its squared norm floored at 1e-12, as DeepMind's BYOL code does
 (`l2_normalize`), so that a zero row gives a zero unit vector, not NaN.
 
-Defaults from the paper (Section 3.3, implementation details): the EMA's τ_base = 0.996 (in
-target.py); the projector and the predictor are the same MLP, Linear(4096), batch norm, ReLU,
-Linear(256), on a ResNet-50 (2048 features); tinybt's predictor keeps that shape with the
-projector's sizes (`predictor.predictor`).
+Defaults from the paper (Section 3.3, implementation details): the EMA's starting rate
+ρ_base = 0.996 (`TAU_BASE` in target.py); the projector and the predictor are the same MLP,
+Linear(4096), batch norm, ReLU, Linear(256), on a ResNet-50 (2048 features); tinybt's
+predictor keeps that shape with the projector's sizes (`predictor.predictor`).
 """
 
 from tinybt import distributed
@@ -32,15 +32,15 @@ from tinybt.tensor import Function
 
 
 class BYOLLoss(Function):
-    """L(Q_a, Q_b, Z'_a, Z'_b), all (N, D) -> scalar, the gradient derived by hand.
+    """L(Q^A, Q^B, Z'^A, Z'^B), all (N, D) -> scalar, the gradient derived by hand.
 
-    The targets Z'_a, Z'_b are constants (the stop-gradient): backward returns None for them,
+    The targets Z'^A, Z'^B are constants (the stop-gradient): backward returns None for them,
     and refuses to run if they require a gradient. Pass them detached (`byol_loss` does).
 
     Backward, one direction, for one row q with target z' (unit vectors q̂ = q/|q|, ẑ = z'/|z'|):
         cos = q̂ · ẑ,  dq̂/dq = (I - q̂ q̂ᵀ) / |q|  =>  d cos/dq = (ẑ - q̂ cos) / |q|
         dL/dq = -2 (ẑ - q̂ cos) / (N |q|)                       (N, D), row by row
-    Q_a is paired with Z'_b and Q_b with Z'_a. Where |q|² is under the floor, |q| is the
+    Q^A is paired with Z'^B and Q^B with Z'^A. Where |q|² is under the floor, |q| is the
     constant floor, so dq̂/dq = I / |q| and the q̂ cos term drops out.
 
     Across P processes (tinybt.distributed) the mean over n is the whole batch's, and each
@@ -83,8 +83,8 @@ class BYOLLoss(Function):
 
 
 def byol_loss(q_a, q_b, target_a, target_b):
-    """BYOL's loss as one op (scalar Tensor): online predictions Q_a, Q_b (N, D) against the
-    target network's embeddings Z'_a, Z'_b (N, D), which are detached here."""
+    """BYOL's loss as one op (scalar Tensor): online predictions Q^A, Q^B (N, D) against the
+    target network's embeddings Z'^A, Z'^B (N, D), which are detached here."""
     return BYOLLoss.apply(q_a, q_b, constant(target_a), constant(target_b))
 
 

@@ -47,7 +47,7 @@ def normalise(z, standardized, eps):
 
 
 def cross_correlation(z_a, z_b, standardized=True, eps=EPS):
-    """C = Ẑ_aᵀ Ẑ_b / N (D, D) for arrays z_a, z_b: (N, D); for plots and logs.
+    """C = Ẑ^Aᵀ Ẑ^B / N (D, D) for arrays z_a, z_b: (N, D); for plots and logs.
 
     With standardized=False the embeddings are only centred, so C is the cross-covariance.
     Across processes, C of the whole batch, as the loss's (see BarlowTwinsLoss).

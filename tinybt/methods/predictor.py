@@ -45,7 +45,7 @@ class WithPredictor(nn.Module):
 
 
 def online_and_predictions(model, view_a, view_b):
-    """((Z_a, Z_b), (Q_a, Q_b)) for a model with `.online` and `.predictor` (a WithPredictor,
+    """((Z^A, Z^B), (Q^A, Q^B)) for a model with `.online` and `.predictor` (a WithPredictor,
     or a WithTarget), all (N, D) Tensors: the online embeddings, and Q = P(Z) (Q = Z when the
     model has no predictor)."""
     z_a, z_b = model.online(view_a), model.online(view_b)

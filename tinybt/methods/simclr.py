@@ -1,9 +1,9 @@
 """SimCLR's loss, NT-Xent: each view must pick out its twin among all the views of the batch.
 
 Chen, Kornblith, Norouzi and Hinton, "A Simple Framework for Contrastive Learning of Visual
-Representations" (2020). The two views' embeddings Z_a, Z_b: (N, D) are stacked into the 2N
-views Z: (2N, D), view i's twin being p(i) = i + N (mod 2N). With u_i = z_i / |z_i| and a
-temperature τ,
+Representations" (2020). The two views' embeddings Z^A, Z^B: (N, D) are stacked into the 2N
+views Z: (2N, D), view i's twin being p(i) = i + N for i < N and i - N for i ≥ N (rows
+counted from 0). With u_i = z_i / |z_i| and a temperature τ,
 
     S_ik = u_i · u_k / τ                          cosine similarity over τ     (2N, 2N)
     ℓ_i  = -S_i,p(i) + log Σ_{k≠i} exp(S_ik)      cross-entropy: "which of the other 2N - 1
@@ -47,28 +47,28 @@ def _check_views(z_a, z_b):
 
 
 class NTXentLoss(Function):
-    """L(Z_a, Z_b) with Z_a, Z_b: (N, D) -> scalar, the gradient derived by hand.
+    """L(Z^A, Z^B) with Z^A, Z^B: (N, D) -> scalar, the gradient derived by hand.
 
     Forward, numerically stable: each row of S has its own largest entry (self excluded)
     subtracted before exp, which changes no softmax; exp(S_ii) is made exactly 0.
 
     Backward, from the loss down, in three steps (notebook 09 sets them up). The forward saves
-    P_ik = exp(S_ik) / Σ_{k'≠i} exp(S_ik') (P_ii = 0), the softmax over the other views, and
+    Π_ik = exp(S_ik) / Σ_{k'≠i} exp(S_ik') (Π_ii = 0), the softmax over the other views, and
     the twin p(i) of every view:
         1. dL/dS (2N, 2N): each ℓ_i is a cross-entropy over row i of S, with the twin as the
            right class; the mean over the 2N views divides by 2N.
         2. dL/dU (2N, D): S = U Uᵀ / τ, and each u_i sits in row i and in column i of S.
         3. dL/dZ (2N, D): u = z / |z|; moving z along u does not move u. Under the floor
            (`self.above_floor` is 0) |z| is a constant.
-    The first N rows are dL/dZ_a, the last N dL/dZ_b.
+    The first N rows are dL/dZ^A, the last N dL/dZ^B.
 
-    Global across P processes (tinybt.distributed), each holding n = N / P rows of Z_a and
-    Z_b: the negatives. A view competes with every view of the whole batch, so every process
+    Global across P processes (tinybt.distributed), each holding N / P rows of Z^A and
+    Z^B: the negatives. A view competes with every view of the whole batch, so every process
     gathers all 2N unit vectors (`views`, in rank order: each process's a-views then its
-    b-views; the order of the candidates changes no softmax) and computes its own 2n rows
-    of S, P and dL/dS (2n, 2N). Its dL/dU needs, besides its rows of dL/dS, its views' columns
-    of dL/dS from every process's rows (u_i appears in column i of S too), so the backward
-    gathers those rows as well. The loss's mean over the 2N views is the whole batch's.
+    b-views; the order of the candidates changes no softmax) and computes its own 2N / P
+    rows of S, Π and dL/dS (2N / P, 2N). Its dL/dU needs, besides its rows of dL/dS, its
+    views' columns of dL/dS from every process's rows (u_i appears in column i of S too), so
+    the backward gathers those rows as well. The loss's mean over the 2N views is the whole batch's.
     """
 
     def forward(self, z_a, z_b, temperature=TEMPERATURE):
@@ -88,14 +88,14 @@ class NTXentLoss(Function):
         logits -= logits.max(axis=1, keepdims=True)  # each row's largest is now 0: no overflow
         exp = xp.exp(logits)
         sum_exp = exp.sum(axis=1, keepdims=True)
-        self.softmax = exp / sum_exp  # P
+        self.softmax = exp / sum_exp  # Π
         self.twin = self.own.start + xp.concatenate([xp.arange(n, 2 * n), xp.arange(n)])  # p(i)
         # ℓ_i = -S_i,p(i) + log Σ exp(S_ik), both with the row's maximum taken out
         return distributed.batch_mean(xp.log(sum_exp[:, 0]) - logits[rows, self.twin])
 
     def backward(self, grad):
-        # BEGIN SOLUTION nt-xent: return (dL/dZ_a, dL/dZ_b) for the NT-Xent loss
-        # dL/dS_ik = (P_ik - Y_ik) / 2N, Y_ik = 1 where k = p(i): softmax minus one-hot,  G (2N, 2N)
+        # BEGIN SOLUTION nt-xent: return (dL/dZ^A, dL/dZ^B) for the NT-Xent loss
+        # dL/dS_ik = (Π_ik - [k = p(i)]) / 2N: softmax minus one-hot,  G (2N, 2N)
         # S = U Uᵀ / τ, u_i in row i and column i  =>  dL/dU = (G + Gᵀ) U / τ           (2N, D)
         # u = z / |z|  =>  dL/dz = (dL/du - u (u · dL/du)) / |z|; under the floor dL/du / |z|
         xp = get_array_module(self.u)

@@ -1,12 +1,12 @@
 """SimSiam: predict the same network's embedding of the other view, behind a stop-gradient.
 
 Chen and He, "Exploring Simple Siamese Representation Learning" (CVPR 2021). One network
-(encoder and projector) sees both views and gives Z_a, Z_b: (N, D); a predictor MLP on top
-gives P_a, P_b: (N, D). Each prediction is pulled towards the other view's embedding, which is
+(encoder and projector) sees both views and gives Z^A, Z^B: (N, D); a predictor MLP on top
+gives Q^A, Q^B: (N, D). Each prediction is pulled towards the other view's embedding, which is
 a constant (the stop-gradient), by the negative cosine similarity, averaged over the batch and
 over the two directions (the paper's Eq. 3-4):
 
-    L = -(1/2) [ mean_n cos(p_a,n, z_b,n) + mean_n cos(p_b,n, z_a,n) ]      in [-1, 1]
+    L = -(1/2) [ mean_n cos(q^A_n, z^B_n) + mean_n cos(q^B_n, z^A_n) ]      in [-1, 1]
 
 There is no target network and no EMA: the stop-gradient and the predictor are what keep the
 embeddings from collapsing (the paper's Section 4: without the stop-gradient they collapse).
@@ -35,19 +35,20 @@ from tinybt.tensor import Function
 
 
 class SimSiamLoss(Function):
-    """L(P_a, P_b, Z_a, Z_b), all (N, D) -> scalar, the gradient derived by hand.
+    """L(Q^A, Q^B, Z^A, Z^B), all (N, D) -> scalar, the gradient derived by hand.
 
-    Z_a, Z_b are constants (the stop-gradient): backward returns None for them, and refuses to
+    Z^A, Z^B are constants (the stop-gradient): backward returns None for them, and refuses to
     run if they require a gradient. Pass them detached (`simsiam_loss` does).
 
-    Backward, one direction, for one row p with embedding z (p̂ = p/|p|, ẑ = z/|z|):
-        cos = p̂ · ẑ,  dp̂/dp = (I - p̂ p̂ᵀ) / |p|  =>  d cos/dp = (ẑ - p̂ cos) / |p|
-        dL/dp = -(ẑ - p̂ cos) / (2 N |p|)                        (N, D), row by row
-    P_a is paired with Z_b and P_b with Z_a. Where |p|² is under the floor, |p| is the constant
-    floor, so dp̂/dp = I / |p| and the p̂ cos term drops out.
+    Backward, one direction, for one row q with embedding z (q̂ = q/|q|, ẑ = z/|z|):
+        cos = q̂ · ẑ,  dq̂/dq = (I - q̂ q̂ᵀ) / |q|  =>  d cos/dq = (ẑ - q̂ cos) / |q|
+        dL/dq = -(ẑ - q̂ cos) / (2 N |q|)                        (N, D), row by row
+    Q^A is paired with Z^B and Q^B with Z^A. Where |q|² is under the floor, |q| is the constant
+    floor, so dq̂/dq = I / |q| and the q̂ cos term drops out. (The paper writes p for the
+    predictions, and the arguments are named p_a, p_b after it; P here counts processes.)
 
     Across P processes the mean over n is the whole batch's (distributed.batch_mean), and each
-    process's backward gives dL/dP for its own rows with the whole batch's N.
+    process's backward gives dL/dQ for its own rows with the whole batch's N.
     """
 
     def forward(self, p_a, p_b, z_a, z_b):
@@ -83,8 +84,8 @@ class SimSiamLoss(Function):
 
 
 def simsiam_loss(p_a, p_b, z_a, z_b):
-    """SimSiam's loss as one op (scalar Tensor): predictions P_a, P_b (N, D) against the
-    embeddings Z_a, Z_b (N, D) of the same network, which are detached here."""
+    """SimSiam's loss as one op (scalar Tensor): predictions Q^A, Q^B (N, D) against the
+    embeddings Z^A, Z^B (N, D) of the same network, which are detached here."""
     return SimSiamLoss.apply(p_a, p_b, constant(z_a), constant(z_b))
 
 

@@ -6,14 +6,16 @@ Twins and VICReg with --ema.
     target:    the same architecture as online, its weights θ' Buffers         not trained
 
 No gradient reaches the target (the stop-gradient): after every optimiser step its weights
-follow the online ones θ as an exponential moving average, θ' <- τ θ' + (1 - τ) θ, with τ
-rising from τ_base to 1 on BYOL's cosine schedule (Grill et al., 2020, Section 3.3):
-τ = 1 - (1 - τ_base)(cos(πk/K) + 1)/2 at step k of K, τ_base = 0.996.
+follow the online ones θ as an exponential moving average, θ' <- ρ θ' + (1 - ρ) θ, with ρ
+rising from ρ_base to 1 on BYOL's cosine schedule (Grill et al., 2020, Section 3.3):
+ρ = 1 - (1 - ρ_base)(cos(πk/k_max) + 1)/2 at step k of k_max, ρ_base = 0.996. (BYOL's paper
+writes τ for the rate, and the code's names, `tau`, `ema_tau`, `--tau-base`, follow it; τ in
+the text is SimCLR's temperature, docs/NOTATION.md.)
 
-A method's loss L(Z_a, Z_b) becomes, against the target, L(Q_a, Z'_b) + L(Q_b, Z'_a): the
+A method's loss L(Z^A, Z^B) becomes, against the target, L(Q^A, Z'^B) + L(Q^B, Z'^A): the
 online network's embedding of one view, through the predictor when there is one, against the
 target's embedding of the other view, in both directions. The sum, not the mean: each online
-view then gets one gradient, as each view does in the one-network loss L(Z_a, Z_b), so the
+view then gets one gradient, as each view does in the one-network loss L(Z^A, Z^B), so the
 learning rate means the same with and without --ema (BYOL sums its two directions for the same
 reason); the logged loss is about twice the one-network one.
 """
@@ -45,7 +47,7 @@ class WithTarget(nn.Module):
 
     Called on images it is the online network, so evaluation, snapshots of C and the random
     baseline see the online encoder (`.encoder`). `twin` is a second network built like
-    `online`; it becomes the target, its weights set to the online ones (an EMA with τ = 0,
+    `online`; it becomes the target, its weights set to the online ones (an EMA with ρ = 0,
     how the target starts). Its weights are Buffers: saved in the checkpoint with the rest,
     absent from `parameters()`, so the optimiser never holds them and no gradient reaches them.
 
@@ -94,7 +96,7 @@ def _modules(module):
 
 
 def online_and_target(model, view_a, view_b):
-    """((Z_a, Z_b), (Q_a, Q_b), (Z'_a, Z'_b)) for a WithTarget model, all (N, D) Tensors.
+    """((Z^A, Z^B), (Q^A, Q^B), (Z'^A, Z'^B)) for a WithTarget model, all (N, D) Tensors.
 
     Z: the online network's embeddings. Q = P(Z), the predictor's outputs (Q = Z without a
     predictor). Z': the target network's embeddings, constants: its weights are Buffers and
@@ -105,7 +107,7 @@ def online_and_target(model, view_a, view_b):
 
 
 def both_directions(loss):
-    """The objective L(Q_a, Z'_b) + L(Q_b, Z'_a) of a loss L(Z_a, Z_b, **options) -> (loss,
+    """The objective L(Q^A, Z'^B) + L(Q^B, Z'^A) of a loss L(Z^A, Z^B, **options) -> (loss,
     terms): (model, view_a, view_b, **options) -> (loss, terms), the terms summed too."""
 
     def objective(model, view_a, view_b, **options):
@@ -118,7 +120,7 @@ def both_directions(loss):
 
 
 def ema_update(target_params, online_params, tau):
-    """θ' <- τ θ' + (1 - τ) θ for each pair, in place on the arrays, outside autograd.
+    """θ' <- ρ θ' + (1 - ρ) θ, ρ = `tau`, for each pair, in place on the arrays, outside autograd.
 
     target_params, online_params: matching sequences of Tensors (e.g. `module.parameters()`
     of the target and of the online network) or of raw arrays. tau = 0 copies the online
@@ -147,13 +149,14 @@ def _array(x):
 
 
 def ema_tau(step, total_steps, base=TAU_BASE):
-    """The EMA rate at step k of K: τ = 1 - (1 - τ_base)(cos(πk/K) + 1)/2, from τ_base to 1."""
+    """The EMA rate ρ at step k = `step` of k_max = `total_steps`, from ρ_base = `base` to 1:
+    ρ = 1 - (1 - ρ_base)(cos(πk/k_max) + 1)/2."""
     return 1 - (1 - base) * (math.cos(math.pi * step / total_steps) + 1) / 2
 
 
 def follow(model, step, total_steps, tau_base=TAU_BASE):
-    """After optimiser step k of K: move the target of `model` (a WithTarget) towards the
-    online network at the rate ema_tau(k, K, tau_base). The rate is a function of the step, so
-    a resumed run continues the schedule where it stopped."""
+    """After optimiser step k of k_max: move the target of `model` (a WithTarget) towards
+    the online network at the rate ema_tau(k, k_max, tau_base). The rate is a function of the
+    step, so a resumed run continues the schedule where it stopped."""
     tau = ema_tau(step, total_steps, tau_base)
     ema_update(model.target_weights(), model.online.parameters(), tau)

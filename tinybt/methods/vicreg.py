@@ -1,13 +1,13 @@
 """VICReg's loss: variance, invariance and covariance terms, on the raw embeddings.
 
 Bardes, Ponce and LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
-Self-Supervised Learning" (ICLR 2022). For the two views' embeddings Z_a, Z_b: (N, D), with
+Self-Supervised Learning" (ICLR 2022). For the two views' embeddings Z^A, Z^B: (N, D), with
 each view centred, Z̄ = Z - mean_n Z, and statistics over the batch with N - 1:
 
-    invariance  s = (1 / ND) Σ_n,j (Z_a - Z_b)_nj²             mean squared error
-    variance    v = (v(Z_a) + v(Z_b)) / 2,   v(Z) = (1/D) Σ_j max(0, γ - σ_j),
+    invariance  s = (1 / ND) Σ_n,j (Z^A - Z^B)_nj²             mean squared error
+    variance    v = (v(Z^A) + v(Z^B)) / 2,   v(Z) = (1/D) Σ_j max(0, γ - σ_j),
                 σ_j = sqrt(Var_j + ε),  Var_j = Σ_n Z̄_nj² / (N - 1)     each dimension's std
-    covariance  c = c(Z_a) + c(Z_b),   c(Z) = (1/D) Σ_{i≠j} K_ij²,   K = Z̄ᵀ Z̄ / (N - 1)   (D, D)
+    covariance  c = c(Z^A) + c(Z^B),   c(Z) = (1/D) Σ_{i≠j} K_ij²,   K = Z̄ᵀ Z̄ / (N - 1)   (D, D)
     loss        L = μ_s s + μ_v v + μ_c c
 
 Invariance pulls the two views together; the variance hinge keeps every dimension's spread
@@ -25,11 +25,11 @@ covariance's division by D makes it grow like D, not D², with the dimension).
 
 This file holds the loss twice: `vicreg_loss`, one op with the gradient derived by hand, and
 `vicreg_loss_autograd`, the same formula composed of primitive ops (notebook 09). With --ema it
-learns against a target network (tinybt/methods/target.py): L(Q_a, Z'_b) + L(Q_b, Z'_a), the
+learns against a target network (tinybt/methods/target.py): L(Q^A, Z'^B) + L(Q^B, Z'^A), the
 target's variance and covariance terms constants, so only the online side's are learnt from.
 
 The C a VICReg run snapshots and draws is not a quantity of its loss: it is the standardised
-cross-correlation of the two views' embeddings, Ẑ_aᵀ Ẑ_b / N, as Barlow Twins forms it. Its
+cross-correlation of the two views' embeddings, Ẑ^Aᵀ Ẑ^B / N, as Barlow Twins forms it. Its
 diagonal shows how far invariance has made the views agree, dimension by dimension; its
 off-diagonal shows the redundancy left between dimensions, which VICReg's covariance term
 reduces within each view (K) rather than across the two.
@@ -91,14 +91,14 @@ def vicreg_terms(z_a, z_b, gamma=GAMMA, eps=EPS):
 
 
 class VICRegLoss(Function):
-    """L(Z_a, Z_b) with Z_a, Z_b: (N, D) -> scalar, the gradient derived by hand.
+    """L(Z^A, Z^B) with Z^A, Z^B: (N, D) -> scalar, the gradient derived by hand.
 
     The forward keeps the unweighted terms as `self.invariance`, `self.variance` and
     `self.covariance` (floats), so that training can log them.
 
     Backward, one term at a time, for view a (view b the same with the roles swapped; the
     invariance term is the only one that mixes the views). The steps (notebook 09 sets them up):
-        invariance:  s is a mean of squares of Z_a - Z_b over N D entries.
+        invariance:  s is a mean of squares of Z^A - Z^B over N D entries.
         variance:    the hinge max(0, γ - σ_j) has slope -1 where σ_j < γ, 0 elsewhere; then
                      σ_j = sqrt(Var_j + ε) and Var_j = Σ_n Z̄_nj² / (N - 1).
         covariance:  call G = dL/dK (D, D); only the off-diagonal K_ij enter c, and Z̄ sits
@@ -137,8 +137,8 @@ class VICRegLoss(Function):
         return sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance
 
     def backward(self, grad):
-        # BEGIN SOLUTION vicreg: return (dL/dZ_a, dL/dZ_b) for the VICReg loss
-        # invariance:  dL/dZ_a = μ_s 2 (Z_a - Z_b) / ND,   dL/dZ_b its negative
+        # BEGIN SOLUTION vicreg: return (dL/dZ^A, dL/dZ^B) for the VICReg loss
+        # invariance:  dL/dZ^A = μ_s 2 (Z^A - Z^B) / ND,   dL/dZ^B its negative
         # variance:    dL/dσ_j = -μ_v / 2D where σ_j < γ (else 0),   dσ_j/dVar_j = 1 / 2σ_j,
         #              dVar_j/dZ̄_nj = 2 Z̄_nj / (N - 1)  =>  dL/dZ_nj = dL/dσ_j Z̄_nj / ((N - 1) σ_j)
         # covariance:  G = μ_c 2 K_off / D (K with a zero diagonal), symmetric,
