@@ -59,8 +59,8 @@ The grids' budgets, planned and measured, are in docs/CLAIMS.md.
 
 from dataclasses import replace
 
+from tinybt.config import Config, has_target
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config, has_target
 from tinybt.study.tags import (
     ALL_AUGMENTATIONS,
     BARLOW_EMA,
