@@ -29,19 +29,20 @@ def train_step(
 
         x_a, x_b = augment(images, rng)[rows]    two views, from the whole batch's draws
         L, terms = objective(model, x_a, x_b)    both views forward, the method's loss
-        g        = sum over processes of dL/dθ   backward, then one all-reduce of one buffer
-        θ       <- update(θ, g, lr)              the optimiser's step at this step's rate
-        after_step(model, step, total_steps)    a target network: ξ <- τ ξ + (1 - τ) θ
+        g        = Σ_p dL/dθ_p                   backward; the P processes' shares summed
+        θ        ← update(θ, g, lr)              the optimiser's step at this step's rate
+        after_step(model, step, total_steps)    a target network: θ' ← ρ θ' + (1 − ρ) θ
         check_finite(L, g, optimiser state, θ)  the first NaN or inf raises Overflow
 
     lr: this step's learning rate (the run's warm-up and cosine, `optim.warmup_cosine`).
-    step, total_steps: where the run stands (the target's τ follows a schedule over the run).
+    step, total_steps: where the run stands (the target's ρ follows a schedule over the run).
     rows, statistics: this process's rows of the batch, and whose batch statistics and C
     the loss standardises by (`distributed.whole_batch`); in one process, all the rows.
 
     Across P processes each makes the views of its rows from the whole batch's random draws,
     the loss is the whole batch's, and the backward gives each process its rows' share of
-    dL/dθ; summed, every process takes the same update (and moves the same target).
+    dL/dθ; summed in one all-reduce of one buffer (averaged with per-process statistics),
+    every process takes the same update and moves the same target.
     """
     view_a, view_b = augment(images, rng, rows=rows)
     # Overflow is checked at the end, step by step, so NumPy's warnings would only repeat it
