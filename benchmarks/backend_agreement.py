@@ -25,10 +25,11 @@ from functools import partial
 import numpy as np
 
 from tinybt import backend
+from tinybt.build import Objective
 from tinybt.methods import barlow_twins
 from tinybt.model import TwoViewNetwork
 from tinybt.optim import Adam
-from tinybt.recipe import Objective, train_step
+from tinybt.step import train_step
 
 WIDTHS, STRIDES, PROJECTOR = (32, 64, 128, 256), (1, 2, 2, 2), (512, 512, 512)
 LOSS_RTOL, GRAD_TOL = 1e-4, 1e-3
@@ -43,9 +44,13 @@ def two_steps(name, batch_size):
     objective = Objective(partial(barlow_twins.objective, lambd=barlow_twins.LAMBDA))
     shape = (batch_size, 3, 32, 32)
     views = [backend.to_device(rng.standard_normal(shape, np.float32)) for _ in "ab"]
-    first, _ = train_step(model, optimizer, *views, objective)
+
+    def given_views(images, rng, rows):
+        return views
+
+    first, _ = train_step(model, optimizer, objective, given_views, None, None, lr=1e-3)
     grads = {key: backend.to_host(p.grad) for key, p in model.named_parameters().items()}
-    second, _ = train_step(model, optimizer, *views, objective)
+    second, _ = train_step(model, optimizer, objective, given_views, None, None, lr=1e-3)
     return [first, second], grads
 
 

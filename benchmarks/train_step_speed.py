@@ -54,19 +54,21 @@ from pathlib import Path
 import numpy as np
 
 from tinybt import backend, distributed, tensor
+from tinybt.build import Objective
 from tinybt.methods import barlow_twins
 from tinybt.model import TwoViewNetwork
 from tinybt.ops import conv
 from tinybt.optim import Adam, Optimizer
-from tinybt.recipe import Objective, train_step
+from tinybt.step import train_step
 
 WIDTHS, STRIDES, PROJECTOR = (32, 64, 128, 256), (1, 2, 2, 2), (512, 512, 512)
 
 
 def tinybt_step(batch_size):
-    """A function that runs one tinybt training step (tinybt.recipe.train_step, as training
-    runs it) on fixed random views. Under mpiexec, each process's step takes its share of
-    the batch, and sums across the processes what training sums."""
+    """A function that runs one tinybt training step (tinybt.step.train_step, as training
+    runs it, its finiteness check included) on fixed random views, which its augment returns.
+    Under mpiexec, each process's step takes its share of the batch, and sums across the
+    processes what training sums."""
     rng = np.random.default_rng(0)
     model = TwoViewNetwork(WIDTHS, STRIDES, projector=PROJECTOR, rng=rng)
     optimizer = Adam(model.parameters(), lr=1e-3, weight_decay=1e-6)
@@ -74,9 +76,11 @@ def tinybt_step(batch_size):
     shape = (batch_size // distributed.size(), 3, 32, 32)
     views = [backend.to_device(rng.standard_normal(shape, np.float32)) for _ in range(2)]
 
+    def given_views(images, rng, rows):
+        return views
+
     def step():
-        with distributed.whole_batch():
-            train_step(model, optimizer, *views, objective)
+        train_step(model, optimizer, objective, given_views, None, None, lr=1e-3)
         backend.synchronize()
 
     return step

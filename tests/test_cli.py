@@ -15,7 +15,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from tinybt.recipe import Config
+from tinybt.config import Config
 
 pytestmark = pytest.mark.host
 

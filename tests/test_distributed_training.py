@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tinybt.checkpoint import load_checkpoint
-from tinybt.recipe import Config, has_target
+from tinybt.config import Config, has_target
 from tinybt.run import train
 from tinybt.runfolder import LOCK, held_by_another
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tinybt.build import load_split
+from tinybt.config import Config
 from tinybt.data import load_dataset
 from tinybt.embed import embed, main
 from tinybt.evaluation import load_trained
 from tinybt.probe import extract_features, nearest_neighbours
-from tinybt.recipe import Config, load_split
 from tinybt.run import train
 
 pytestmark = pytest.mark.host

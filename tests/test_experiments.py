@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tinybt.config import Config, has_target
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config, has_target
 from tinybt.study import comparison
 from tinybt.study.comparison import (
     INCONCLUSIVE,

@@ -12,13 +12,14 @@ import pytest
 
 from tinybt import backend
 from tinybt.augment import to_model_input
+from tinybt.build import build_model, load_split
+from tinybt.config import Config
 from tinybt.data import cifar10
 from tinybt.errors import TinyBTError
 from tinybt.export import main
 from tinybt.methods.target import WithTarget
 from tinybt.model import parse_dims
 from tinybt.onnx_export import onnx_model
-from tinybt.recipe import Config, build_model, load_split
 from tinybt.run import train
 from tinybt.run_export import export_run, write_safetensors
 from tinybt.tensor import Tensor, no_grad

@@ -17,10 +17,11 @@ from PIL import Image
 from tests.test_train import tiny_config
 from tinybt import run as run_module
 from tinybt import viz
+from tinybt.build import stored_data_dir
 from tinybt.checkpoint import atomic_savez, read_npz
+from tinybt.config import Config
 from tinybt.errors import TinyBTError
 from tinybt.evaluate import evaluate_checkpoint
-from tinybt.recipe import Config, stored_data_dir
 from tinybt.run import train
 from tinybt.runfolder import LOCK, RUN_FILES, prepare_folder
 from tinybt.train import config_from_args, parse_args

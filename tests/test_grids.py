@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tinybt.recipe import Config, has_target
+from tinybt.config import Config, has_target
 from tinybt.study.grids import FAST_TAU_BASE, GRIDS, METHOD_NAMES, NO_COLOUR, TAU_BASE, grid
 from tinybt.study.tags import BARLOW_HYBRID, BARLOW_NOSTD, JITTER, NO_JITTER
 

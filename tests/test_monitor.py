@@ -4,9 +4,10 @@ changes nothing of the training itself."""
 import numpy as np
 from PIL import Image
 
+from tinybt.build import build_model, load_split
+from tinybt.config import Config
 from tinybt.monitor import BANK, QUERIES, monitor_accuracy, monitor_sample
 from tinybt.probe import extract_features, knn_accuracy
-from tinybt.recipe import Config, build_model, load_split
 from tinybt.run import train
 
 

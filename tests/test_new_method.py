@@ -77,7 +77,7 @@ def test_a_method_defined_outside_the_library_trains_and_is_evaluated(tmp_path, 
 def test_a_method_with_options_registered_too_late_is_refused_in_one_line(
     tmp_path, monkeypatch, capsys
 ):
-    """A method's options are fields of Config, one line each in tinybt/recipe.py: a method
+    """A method's options are fields of Config, one line each in tinybt/config.py: a method
     whose options are not there is told so, in one line."""
     scaled = replace(COSINE, name="scaled", options={"scale": Option(1.0, "the loss's weight")})
     monkeypatch.setitem(methods.METHODS, "scaled", scaled)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tinybt import runfolder
+from tinybt.config import Config
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config
 from tinybt.run import Run
 from tinybt.runfolder import LOCK, claim, held_by_another, release
 

@@ -89,12 +89,21 @@ def test_the_graph_sees_function_level_imports(tmp_path):
 
 
 def test_the_run_imports_no_method():
-    """A method is one place: the run reaches it only through the recipe, so the training loop
-    is the same for every method, a new one included."""
+    """A method is one place: the run and its step reach it only through the configuration
+    and the builders, so the training loop is the same for every method, a new one included."""
     graph = import_graph()
     methods = {name for name in graph if name.startswith("tinybt.methods")}
     assert methods, "no method modules found"
-    assert not graph["tinybt.run"] & methods, sorted(graph["tinybt.run"] & methods)
+    for name in ("tinybt.run", "tinybt.step"):
+        assert not graph[name] & methods, (name, sorted(graph[name] & methods))
+
+
+def test_the_run_stands_on_its_step_the_builders_and_the_configuration():
+    """config <- build <- step <- run: each imports none of the ones after it."""
+    graph = import_graph()
+    layers = ["tinybt.config", "tinybt.build", "tinybt.step", "tinybt.run"]
+    for index, name in enumerate(layers):
+        assert not graph[name] & set(layers[index + 1 :]), (name, sorted(graph[name]))
 
 
 def test_no_method_imports_another():
@@ -147,10 +156,10 @@ def test_the_programs_start_without_matplotlib():
 
 
 def test_config_holds_every_methods_options_and_no_other():
-    """Config's fields are written out in tinybt/recipe.py; each method option is one of them."""
+    """Config's fields are written out in tinybt/config.py; each method option is one of them."""
     from dataclasses import fields
 
-    from tinybt.recipe import CommonConfig, Config, method_options
+    from tinybt.config import CommonConfig, Config, method_options
 
     common = {f.name for f in fields(CommonConfig)}
     assert {f.name for f in fields(Config)} - common == set(method_options())

@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tinybt.build import build_model, build_optimizer
 from tinybt.checkpoint import generator_state, save_checkpoint
+from tinybt.config import Config
 from tinybt.data import cifar10, load_dataset
 from tinybt.data.download import download
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config, build_model, build_optimizer
 
 from .conftest import local_server
 

@@ -22,11 +22,12 @@ import pytest
 from PIL import Image
 
 from tinybt import embed, export
+from tinybt.build import build_model, build_optimizer, load_split
 from tinybt.checkpoint import generator_state, save_checkpoint
+from tinybt.config import Config
 from tinybt.data import load_dataset
 from tinybt.data.folder import read_all
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config, build_model, build_optimizer, load_split
 from tinybt.study.records import read_results
 
 pytestmark = pytest.mark.host

@@ -15,11 +15,12 @@ import pytest
 
 from tinybt import backend
 from tinybt import run as run_module
+from tinybt.build import build_model, first_images, load_split
 from tinybt.checkpoint import atomic_savez, load_checkpoint
+from tinybt.config import Config
 from tinybt.errors import TinyBTError
 from tinybt.evaluation import evaluate_run
 from tinybt.methods.common import cross_correlation
-from tinybt.recipe import Config, build_model, first_images, load_split
 from tinybt.run import Run, read_metrics, snapshot_steps, train
 from tinybt.tensor import Tensor, no_grad
 from tinybt.train import config_from_args, main, parse_args

@@ -9,23 +9,20 @@ import pytest
 
 from tinybt import run as run_module
 from tinybt.augment import shuffle_pixels
-from tinybt.checkpoint import load_checkpoint
-from tinybt.evaluate import evaluate_checkpoint
-from tinybt.methods.common import cross_correlation
-from tinybt.methods.target import WithTarget, ema_tau
-from tinybt.recipe import (
-    Config,
+from tinybt.build import (
     build_correlation,
     build_model,
     build_objective,
     build_optimizer,
-    has_target,
     load_split,
-    stored_config,
-    train_step,
-    validate,
 )
+from tinybt.checkpoint import load_checkpoint
+from tinybt.config import Config, has_target, stored_config, validate
+from tinybt.evaluate import evaluate_checkpoint
+from tinybt.methods.common import cross_correlation
+from tinybt.methods.target import WithTarget, ema_tau
 from tinybt.run import train
+from tinybt.step import train_step
 from tinybt.tensor import Tensor
 
 from .test_train import interrupt_at
@@ -67,6 +64,11 @@ def tiny_config(tmp_path, **changes):
 
 def losses(result):
     return [record["loss"] for record in result["metrics"]]
+
+
+def given(views):
+    """An augment that returns `views` (2, N, 3, H, W), made beforehand, whatever the batch."""
+    return lambda images, rng, rows: (views[0], views[1])
 
 
 @pytest.mark.parametrize("name, changes", VARIANTS, ids=[v[0] for v in VARIANTS])
@@ -127,7 +129,9 @@ def test_no_gradient_reaches_byols_target_and_the_optimiser_does_not_hold_it(tmp
     views = np.random.default_rng(0).standard_normal((2, 8, 3, 32, 32)).astype(np.float32)
     before = {name: b.numpy().copy() for name, b in model.target.named_buffers().items()}
     objective = build_objective(replace(config, tau_base=1.0))  # τ = 1: the EMA keeps the target
-    train_step(model, optimizer, *views, objective, step=0, total_steps=10)
+    train_step(
+        model, optimizer, objective, given(views), None, None, config.lr, step=0, total_steps=10
+    )
     assert all(t.grad is None and not t.requires_grad for t in target)
     assert all(p.grad is not None for p in trained)
     weights = {n for n in model.online.named_parameters()}
@@ -144,7 +148,17 @@ def test_the_ema_step_in_training_is_the_hand_written_update(tmp_path):
     views = np.random.default_rng(1).standard_normal((2, 8, 3, 32, 32)).astype(np.float32)
     target_before = [w.numpy().copy() for w in model.target_weights()]
     tau = ema_tau(3, 10, config.tau_base)
-    train_step(model, optimizer, *views, build_objective(config), step=3, total_steps=10)
+    train_step(
+        model,
+        optimizer,
+        build_objective(config),
+        given(views),
+        None,
+        None,
+        config.lr,
+        step=3,
+        total_steps=10,
+    )
     for before, after, online in zip(
         target_before, model.target_weights(), model.online.parameters(), strict=True
     ):

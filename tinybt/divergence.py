@@ -3,14 +3,31 @@ error that names the options feeding it, so that a user knows what to change.
 
 A step computes, in order, the loss (from weights that were finite after the previous step),
 its gradients, the optimiser's state and the weights the update writes; the first of these
-that overflowed is the one to report.
+that overflowed is the one to report: the step (tinybt/step.py) ends with `check_finite`, and
+the run (tinybt/run.py) turns its `Overflow` into the one-line error of `diverged`.
 """
 
 import math
 
 from tinybt import backend
+from tinybt.config import options_of
 from tinybt.errors import TinyBTError
-from tinybt.recipe import options_of
+
+
+class Overflow(TinyBTError):
+    """A quantity of a step became NaN or inf: `what` names it, and `kind` says which of the
+    step's quantities it is ("loss", "gradient", "optimiser state" or "weights")."""
+
+    def __init__(self, what, kind):
+        super().__init__(what)
+        self.what, self.kind = what, kind
+
+
+def check_finite(loss, model, optimizer):
+    """Raise Overflow for the first quantity of the step that is not finite (`first_overflow`)."""
+    overflow = first_overflow(loss, model, optimizer)
+    if overflow is not None:
+        raise Overflow(*overflow)
 
 
 def first_overflow(loss, model, optimizer):

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from tinybt import backend, viz
+from tinybt.build import load_split
 from tinybt.checkpoint import atomic_savez
 from tinybt.data.folder import read_all
 from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.evaluation import load_trained
 from tinybt.probe import features_of, nearest_neighbours
-from tinybt.recipe import load_split
 
 QUERIES = 6  # query images in the neighbours figure
 

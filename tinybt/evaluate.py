@@ -9,10 +9,10 @@ import json
 import sys
 
 from tinybt import backend
+from tinybt.build import load_split
 from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.evaluation import evaluate_run, load_trained
-from tinybt.recipe import load_split
 
 
 def evaluate_checkpoint(path, backend_name=None, data_dir=None, probe_epochs=100, log=print):

@@ -10,10 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from tinybt import backend
+from tinybt.build import build_model, stored_data_dir
 from tinybt.checkpoint import load_checkpoint
+from tinybt.config import stored_config, validate
 from tinybt.errors import TinyBTError
 from tinybt.probe import evaluate_encoder, format_table
-from tinybt.recipe import build_model, stored_config, stored_data_dir, validate
 
 TOO_CLOSE = 0.02  # a learned encoder this close to its random start has not learnt yet
 

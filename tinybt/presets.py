@@ -1,5 +1,5 @@
 """The named presets: a run's starting configuration, {Config field: value} on top of the
-defaults (`Config.preset(name, **changes)` in tinybt/recipe.py; `--preset` on the command
+defaults (`Config.preset(name, **changes)` in tinybt/config.py; `--preset` on the command
 line)."""
 
 PRESETS = {

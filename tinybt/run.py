@@ -1,7 +1,7 @@
 """A training run in its folder: `Run` checks, loads data, builds or restores everything and
 trains; `train(config)` runs (or resumes) one and evaluates it.
 
-The method itself is one step, `tinybt.recipe.train_step` (this module imports no method:
+The method itself is one step, `tinybt.step.train_step` (this module imports no method:
 it reads whatever terms the method's objective reports); this module is what makes a run of
 thousands of steps trustworthy: a seeded generator for every random draw, a learning-rate
 schedule, progress and metrics, snapshots of the cross-correlation matrix, atomic checkpoints
@@ -30,6 +30,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tinybt import backend, distributed, viz
+from tinybt.build import (
+    build_augment,
+    build_correlation,
+    build_model,
+    build_objective,
+    build_optimizer,
+    load_split,
+)
 from tinybt.checkpoint import (
     NonFiniteError,
     atomic_savez,
@@ -40,24 +48,15 @@ from tinybt.checkpoint import (
     restore_generator,
     save_checkpoint,
 )
-from tinybt.divergence import diverged, first_overflow
+from tinybt.config import has_target, validate
+from tinybt.divergence import Overflow, diverged
 from tinybt.errors import TinyBTError
 from tinybt.evaluation import evaluate_run
 from tinybt.model import count_parameters, parse_dims
 from tinybt.monitor import monitor_accuracy, monitor_sample
 from tinybt.optim import warmup_cosine
-from tinybt.recipe import (
-    build_augment,
-    build_correlation,
-    build_model,
-    build_objective,
-    build_optimizer,
-    has_target,
-    load_split,
-    train_step,
-    validate,
-)
 from tinybt.runfolder import free_folder, prepare_folder, read_metrics
+from tinybt.step import train_step
 from tinybt.tensor import Tensor, no_grad
 
 # What Run.save writes into a checkpoint's meta, and resuming reads back.
@@ -338,26 +337,25 @@ class Run:
             step = self.epoch * self.steps_per_epoch + self.batch
             if step in self.snapshot_at:
                 self._take_snapshot(step)
-            self.optimizer.lr = warmup_cosine(
+            lr = warmup_cosine(
                 step, self.total_steps, config.lr, config.warmup_epochs * self.steps_per_epoch
             )
-            # the whole batch's random draws, this process's rows of views
-            view_a, view_b = self.augment(images, self.rng, rows=self.share)
-            # Overflow is checked here, step by step, so NumPy's warnings would only repeat it
-            with (
-                distributed.whole_batch(config.statistics),
-                np.errstate(over="ignore", invalid="ignore", divide="ignore"),
-            ):
+            try:
                 loss, terms = train_step(
                     self.model,
                     self.optimizer,
-                    view_a,
-                    view_b,
                     self.objective,
+                    self.augment,
+                    images,
+                    self.rng,
+                    lr,
                     step,
                     self.total_steps,
+                    rows=self.share,
+                    statistics=config.statistics,
                 )
-            self._check_finite(loss, step)
+            except Overflow as overflow:
+                raise self._diverged(step, overflow.what, overflow.kind) from None
             for key, value in {"loss": loss, **terms}.items():
                 self.sums[key] = self.sums.get(key, 0.0) + value
             self.batch += 1
@@ -399,12 +397,6 @@ class Run:
         )
         if knn:
             viz.save_training_curves(self.metrics(), self.out / "training.png")
-
-    def _check_finite(self, loss, step):
-        """Stop at the first quantity that overflowed in step `step` (tinybt/divergence.py)."""
-        overflow = first_overflow(loss, self.model, self.optimizer)
-        if overflow is not None:
-            raise self._diverged(step, *overflow)
 
     def _diverged(self, step, what, kind="update"):
         """The one-line error for a run whose `what` overflowed in step `step`."""

@@ -12,11 +12,11 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from tinybt.build import load_split
 from tinybt.errors import TinyBTError
 from tinybt.evaluation import load_trained
 from tinybt.methods.predictor import WithPredictor
 from tinybt.methods.target import WithTarget
-from tinybt.recipe import load_split
 
 HEADS = ("none", "projector")
 EXTRA = 'install the export extra: pip install -e ".[export]"'

@@ -1,7 +1,7 @@
 """Train:  python -m tinybt.train --preset shapes [--method barlow|byol|simclr|vicreg]
    or, with P processes sharing every batch:  mpiexec -n P python -m tinybt.train ...
 
-Parses the options into a `Config` (tinybt/recipe.py) and hands it to `tinybt.run.train`, which
+Parses the options into a `Config` (tinybt/config.py) and hands it to `tinybt.run.train`, which
 trains (or resumes) the run in its folder and evaluates it; see tinybt/run.py for the files
 a run writes, and tinybt/distributed.py for what P processes share.
 """
@@ -11,9 +11,10 @@ import traceback
 from dataclasses import fields, replace
 
 from tinybt import distributed
+from tinybt.build import stored_data_dir
+from tinybt.config import Config, stored_config
 from tinybt.errors import OneLineArgumentParser, TinyBTError, path_error_line, run_program
 from tinybt.presets import PRESETS
-from tinybt.recipe import Config, stored_config, stored_data_dir
 from tinybt.run import load_run_checkpoint, train
 from tinybt.runfolder import checkpoint_to_resume
 

@@ -20,7 +20,7 @@ two views' embeddings towards:
 and VICReg with --ema; `predictor` the predictor head (BYOL, SimSiam, --predictor); `common`
 what the losses share. A new method is one new file exporting its `METHOD` and its entry in
 the registry below (docs/METHODS.md, "Adding a method"); a method's options become fields of
-`tinybt.recipe.Config`, one line each.
+`tinybt.config.Config`, one line each.
 """
 
 from tinybt.methods import barlow_twins, byol, simclr, simsiam, vicreg

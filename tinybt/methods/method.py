@@ -1,9 +1,9 @@
 """What a method is to the rest of tinybt: one `Method` object, which its file exports.
 
-The recipe reads nothing else about a method: its options become command-line flags and
-fields of a run's configuration, its objective is what one training step minimises, and
-whether it learns against a target network decides what network is built and what happens
-after each optimiser step.
+The configuration (tinybt/config.py) and the builders (tinybt/build.py) read nothing else
+about a method: its options become command-line flags and fields of a run's configuration,
+its objective is what one training step minimises, and whether it learns against a target
+network decides what network is built and what happens after each optimiser step.
 """
 
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ class Option:
 
 @dataclass(frozen=True)
 class Method:
-    """A self-supervised method, everything the recipe needs to train it.
+    """A self-supervised method, everything a run needs to train it.
 
     name: what --method calls it.
     objective: (model, view_a, view_b, **options) -> (loss, terms), the views (N, 3, H, W)

@@ -53,8 +53,8 @@ records and folders are its own (<grid>-fast.jsonl, <grid>-fast/), and each of i
 import itertools
 from dataclasses import dataclass, field, replace
 
+from tinybt.config import Config, has_target
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config, has_target
 from tinybt.study.tags import (
     ALL_AUGMENTATIONS,
     BARLOW_EMA,

@@ -7,8 +7,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from tinybt.checkpoint import load_checkpoint
+from tinybt.config import Config, stored_config
 from tinybt.errors import TinyBTError
-from tinybt.recipe import Config, stored_config
 from tinybt.run import train
 from tinybt.runfolder import claim, held_by_another, release
 from tinybt.study.grids import grid
