@@ -723,6 +723,7 @@ BUDGET_ROWS = {
     "BYOL": "byol",
     "SimCLR": "simclr",
     "VICReg": "vicreg",
+    "SimSiam": "simsiam",
 }  # docs/CLAIMS.md's budget table: its label of each variant of the budget grid
 
 
