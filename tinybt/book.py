@@ -37,12 +37,12 @@ TIMES = {
     "03": "10 s",
     "04": "10 s",
     "05": "10 s",
-    "06": "21 min on a busy CPU, ~3 min idle",
-    "07": "44 min on a busy CPU, ~5 min idle",
+    "06": "6 min",
+    "07": "5 min",
     "08": "40 min on a busy CPU, ~22 min idle",
     "09": "5 s",
     "10": "13 s",
-    "11": "10 min on a busy CPU",
+    "11": "3 min",
 }
 HELP = (
     "Time per notebook on a 2-core CPU (~: estimated, not yet measured): "
