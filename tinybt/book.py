@@ -28,9 +28,8 @@ from tinybt.distributed import refuse_launcher
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 # How long each notebook takes in the full configuration, kernel start included, as this
-# command measured it on a 2-core CPU; "~" marks an estimate. 05-11 were measured while other
-# trainings kept both cores busy, which made the trainings of 06-08 and 11 several times slower
-# than on an idle machine (07's over ten times: under 4 minutes idle).
+# command measured it on an idle 2-core CPU; other work on the cores slows the trainings of
+# 06-08 and 11 several times over.
 TIMES = {
     "01": "5 s",
     "02": "5 s",
@@ -39,13 +38,13 @@ TIMES = {
     "05": "10 s",
     "06": "6 min",
     "07": "5 min",
-    "08": "40 min on a busy CPU, ~22 min idle",
+    "08": "27 min",
     "09": "5 s",
-    "10": "13 s",
+    "10": "5 s",
     "11": "3 min",
 }
 HELP = (
-    "Time per notebook on a 2-core CPU (~: estimated, not yet measured): "
+    "Time per notebook on an idle 2-core CPU: "
     + ", ".join(f"{number}: {time}" for number, time in TIMES.items())
     + "; about 40 minutes for the whole set on an idle CPU, nearly all of it the trainings of "
     "06-08 and 11, which slow down several times over when other work shares the cores. "
