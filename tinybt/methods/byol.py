@@ -24,7 +24,12 @@ predictor keeps that shape with the projector's sizes (`predictor.predictor`).
 """
 
 from tinybt import distributed
-from tinybt.methods.common import SQUARED_NORM_FLOOR, constant, standardized_correlation, unit_rows
+from tinybt.methods.common import (
+    constant,
+    standardized_correlation,
+    unit_rows,
+    unit_rows_autograd,
+)
 from tinybt.methods.method import Method
 from tinybt.methods.predictor import predictor
 from tinybt.methods.target import follow, online_and_target
@@ -92,12 +97,8 @@ def byol_loss_autograd(q_a, q_b, target_a, target_b):
     """The same loss composed of primitive ops, so autograd derives the gradient; the targets
     are detached, so autograd too sends them nothing."""
 
-    def unit(x):  # max(|x|², floor) written as floor + relu(|x|² - floor)
-        squared = (x**2).sum(axis=1, keepdims=True)
-        return x * (((squared - SQUARED_NORM_FLOOR).relu() + SQUARED_NORM_FLOOR) ** -0.5)
-
     def direction(q, target):
-        return (2 - 2 * (unit(q) * unit(target)).sum(axis=1)).mean()
+        return (2 - 2 * (unit_rows_autograd(q) * unit_rows_autograd(target)).sum(axis=1)).mean()
 
     return direction(q_a, constant(target_b)) + direction(q_b, constant(target_a))
 

@@ -2,7 +2,8 @@
 
 The cross-correlation C of two views' embeddings (Barlow Twins' loss forms it; every run
 snapshots it, whatever its method, so that its figure reads as Barlow Twins' does), the
-off-diagonal entries of a square matrix, rows scaled to unit length, and a stop-gradient.
+off-diagonal entries of a square matrix, rows scaled to unit length (as arrays, and from
+autograd's primitive ops), and a stop-gradient.
 """
 
 from tinybt import distributed
@@ -20,6 +21,14 @@ def unit_rows(x):
     squared = (x**2).sum(axis=1, keepdims=True)
     norms = get_array_module(x).sqrt(get_array_module(x).maximum(squared, SQUARED_NORM_FLOOR))
     return x / norms, norms, squared > SQUARED_NORM_FLOOR
+
+
+def unit_rows_autograd(x):
+    """x / sqrt(max(|x|², floor)) per row of a Tensor x: (N, D), from primitive ops, so that
+    autograd derives its gradient (the losses' *_autograd versions): max(|x|², floor) is
+    written as floor + relu(|x|² - floor)."""
+    squared = (x**2).sum(axis=1, keepdims=True)
+    return x * (((squared - SQUARED_NORM_FLOOR).relu() + SQUARED_NORM_FLOOR) ** -0.5)
 
 
 class Centre(Function):

@@ -31,7 +31,11 @@ This file holds the loss twice: `nt_xent_loss`, one op with the gradient derived
 
 from tinybt import distributed
 from tinybt.backend import get_array_module
-from tinybt.methods.common import SQUARED_NORM_FLOOR, standardized_correlation, unit_rows
+from tinybt.methods.common import (
+    standardized_correlation,
+    unit_rows,
+    unit_rows_autograd,
+)
 from tinybt.methods.method import Method, Option, positive
 from tinybt.tensor import Function
 
@@ -128,11 +132,7 @@ def nt_xent_loss_autograd(z_a, z_b, temperature=TEMPERATURE):
     n = z_a.shape[0]
     not_self = 1.0 - xp.eye(n, dtype=z_a.dtype)
 
-    def unit(z):  # max(|z|², floor) written as floor + relu(|z|² - floor)
-        squared = (z**2).sum(axis=1, keepdims=True)
-        return z * (((squared - SQUARED_NORM_FLOOR).relu() + SQUARED_NORM_FLOOR) ** -0.5)
-
-    u_a, u_b = unit(z_a), unit(z_b)
+    u_a, u_b = unit_rows_autograd(z_a), unit_rows_autograd(z_b)
     shift = 1.0 / temperature
     s_aa = u_a @ u_a.T / temperature - shift
     s_bb = u_b @ u_b.T / temperature - shift

@@ -28,7 +28,7 @@ for rows of norm about 1e-4 or less.
 """
 
 from tinybt import distributed
-from tinybt.methods.common import constant, standardized_correlation, unit_rows
+from tinybt.methods.common import constant, standardized_correlation, unit_rows, unit_rows_autograd
 from tinybt.methods.method import Method
 from tinybt.methods.predictor import online_and_predictions, predictor
 from tinybt.tensor import Function
@@ -93,13 +93,8 @@ def simsiam_loss_autograd(p_a, p_b, z_a, z_b):
     """The same loss composed of primitive ops, so autograd derives the gradient; the
     embeddings are detached, so autograd too sends them nothing."""
 
-    def unit(x):  # max(|x|², floor) written as floor + relu(|x|² - floor)
-        squared = (x**2).sum(axis=1, keepdims=True)
-        floor = 1e-12
-        return x * (((squared - floor).relu() + floor) ** -0.5)
-
     def direction(p, z):
-        return (unit(p) * unit(z)).sum(axis=1).mean()
+        return (unit_rows_autograd(p) * unit_rows_autograd(z)).sum(axis=1).mean()
 
     return -(direction(p_a, constant(z_b)) + direction(p_b, constant(z_a))) / 2
 
