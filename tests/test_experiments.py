@@ -641,8 +641,9 @@ def test_a_third_seed_is_read_where_recorded():
 def test_a_run_whose_method_does_not_learn_is_left_out_and_named():
     """Barlow Twins' seed 1 at 9 points over its random encoder: claim 1 is judged from seed 0
     alone and names seed 1. VICReg under the bar in both seeds: claim 6 has no VICReg to
-    judge. Barlow Twins without standardisation is what claim 1 expects not to learn, so it
-    counts however little it gains."""
+    judge, and the claims table says what it would be with them counted. Barlow Twins without
+    standardisation is what claim 1 expects not to learn, so it counts however little it
+    gains."""
     results = made_up_results(known_accuracy)
     for line_ in results["sweeps-cifar"] + results["methods-cifar60"]:
         tags, random_init = line_["tags"], line_["evaluation"]["random_init"]
@@ -658,6 +659,11 @@ def test_a_run_whose_method_does_not_learn_is_left_out_and_named():
         "methods-cifar60/vicreg-seed0",
         "methods-cifar60/vicreg-seed1",
     }
+    counted = comparison.every_run_verdicts(results)[5]
+    assert counted.verdict != INCONCLUSIVE and not counted.unlearned
+    _, verdict = comparison.table_cells(results)[6]
+    turned = f"; the runs under the bar turn it: counted, they give {counted.verdict}"
+    assert verdict.endswith(turned)
     assert comparison.held_to_learn({"method": "barlow", "augment": ALL_AUGMENTATIONS})
     assert not comparison.held_to_learn({"method": "barlow", "augment": CROP_AND_FLIP})
     assert not comparison.held_to_learn({"method": "byol", "colour": "colour jitter"})

@@ -18,8 +18,9 @@ results/experiments), read by notebook 10 and by
 
 which prints each claim's verdict, the runs it used, its numbers, and the runs still missing;
 then claims 1, 3 and 6 as the 15-epoch grids judge them, claims 2, 4 and 5 as the shapes grids
-judge them, and the verdicts a third seed turns. `verdicts --markdown` prints instead the
-claims table's numbers and verdicts as docs/CLAIMS.md holds them, and the README's line.
+judge them, the verdicts a third seed turns, and those that counting the runs under the bar
+would turn. `verdicts --markdown` prints instead the claims table's numbers and verdicts as
+docs/CLAIMS.md holds them, and the README's line.
 Exit status: 0; 1 when runs failed (each is reported, none recorded) or, for verdicts, when
 runs any reading needs are missing (a claim waiting for them is inconclusive and names them);
 2 for bad input (a record's line that breaks the schema of
@@ -33,6 +34,7 @@ from pathlib import Path
 from tinybt.distributed import refuse_launcher
 from tinybt.errors import OneLineArgumentParser, TinyBTError, run_program
 from tinybt.study.comparison import (
+    every_run_verdicts,
     fifteen_epoch_verdicts,
     shapes_verdicts,
     summary,
@@ -171,6 +173,12 @@ def print_verdicts(root, fast, markdown=False):
             if v.verdict != two.verdict and not v.missing
         ]
         print(f"turned by a third seed: {', '.join(turned) or 'none'}")
+        turned = [
+            f"claim {v.claim} ({every.verdict} with them counted)"
+            for v, every in zip(judged, every_run_verdicts(results, fast), strict=True)
+            if v.verdict != every.verdict and not v.missing
+        ]
+        print(f"turned by the runs under the bar: {', '.join(turned) or 'none'}")
     missing = [run for v in judged + at_15 + on_shapes for run in v.missing]
     if missing:
         if not markdown:

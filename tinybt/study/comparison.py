@@ -16,7 +16,8 @@ When two results differ (`compare`), the one rule, which docs/CLAIMS.md and note
 
 The rule reads any number of seeds: a setting with a third seed (seed 2 of the sweeps-cifar
 grid's tied settings) is read over all three, and `two_seed_verdicts` gives the verdicts from
-seeds 0 and 1 alone, so that a verdict a third seed turns shows.
+seeds 0 and 1 alone, so that a verdict a third seed turns shows; `every_run_verdicts` gives
+them with the runs under `LEARNS` counted too, so that a verdict the bar turns shows.
 
 A dimension sweep is read as a trend, seed by seed: the least-squares slope of accuracy against
 log2 D through one seed's runs, and the gain that line fits from the smallest D to the
@@ -542,14 +543,14 @@ JUDGES = {
 }  # fmt: skip
 
 
-def verdicts(results, fast=False, needs=NEEDS):
+def verdicts(results, fast=False, needs=NEEDS, learns=LEARNS):
     """The Verdicts of the claims in `needs` (the eight, on CIFAR-10), from {grid name: result
     lines} (records.read_results of each record).
 
     Each claim reads only the runs `needed_runs` names (of the fast grids, with `fast`), given
     to its judge one list per argument its needs list; if any is missing, its verdict is
     inconclusive and says which. A run held to the bar (`held_to_learn`) that gains less than
-    `LEARNS` is left out, as a run that failed is, and the evidence names it."""
+    `learns` is left out, as a run that failed is, and the evidence names it."""
     judged = []
     for claim in needs:
         needed = needed_runs(claim, fast, needs)
@@ -575,7 +576,7 @@ def verdicts(results, fast=False, needs=NEEDS):
                     if line["name"] not in selected or (name, line["name"]) in seen:
                         continue
                     seen.add((name, line["name"]))
-                    if "error" not in line and held_to_learn(line["tags"]) and gain(line) < LEARNS:
+                    if "error" not in line and held_to_learn(line["tags"]) and gain(line) < learns:
                         # kept as a failed run: no judge reads its accuracy, its tags still
                         # say which settings the grid ran
                         unlearned[f"{name}/{line['name']}"] = gain(line)
@@ -592,7 +593,7 @@ def verdicts(results, fast=False, needs=NEEDS):
             if unlearned:
                 left_out = ", ".join(f"{run} (+{100 * g:.1f})" for run, g in unlearned.items())
                 verdict.evidence = (
-                    f"without {left_out}, under the {100 * LEARNS:.0f} points over its random "
+                    f"without {left_out}, under the {100 * learns:.0f} points over its random "
                     f"encoder a method must gain: {verdict.evidence}"
                 )
         verdict.runs, verdict.missing, verdict.unlearned = runs, missing, tuple(unlearned)
@@ -621,6 +622,12 @@ def two_seed_verdicts(results, fast=False, needs=NEEDS):
         for name, lines in results.items()
     }
     return verdicts(two_seeds, fast, needs)
+
+
+def every_run_verdicts(results, fast=False, needs=NEEDS):
+    """The verdicts with every run counted, the ones under `LEARNS` too: set beside `verdicts`,
+    they show where leaving those runs out turns one."""
+    return verdicts(results, fast, needs, learns=-math.inf)
 
 
 # ----- the claims table -----
@@ -663,8 +670,9 @@ def table_cells(results, fast=False):
     claims table, rendered from the records by the code that judges them. The numbers are each
     reading's evidence (or which runs it still waits for); the verdict is the first reading's,
     then the second reading's, and, where a third seed turns it, the verdict of seeds 0 and 1
-    alone."""
+    alone, or of every run counted where the runs under `LEARNS` turn it."""
     two_seeds = {v.claim: v for v in two_seed_verdicts(results, fast)}
+    every_run = {v.claim: v for v in every_run_verdicts(results, fast)}
     cells = {}
     for claim, judged in readings(results, fast).items():
         numbers = ". ".join(
@@ -676,6 +684,10 @@ def table_cells(results, fast=False):
         if two_seeds[claim].verdict != first.verdict and not first.missing:
             verdict += (
                 f"; a third seed turns it: seeds 0 and 1 alone give {two_seeds[claim].verdict}"
+            )
+        if every_run[claim].verdict != first.verdict and not first.missing:
+            verdict += (
+                f"; the runs under the bar turn it: counted, they give {every_run[claim].verdict}"
             )
         cells[claim] = (numbers, verdict)
     return cells

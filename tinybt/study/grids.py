@@ -229,7 +229,7 @@ TABLE = {
     # Claims 1, 3 and 6 at sweeps-cifar's budget: the runs its default runs of Barlow Twins,
     # BYOL and SimCLR (every augmentation, D = 512, batch 128) leave out. With sweeps-cifar's
     # seed 2: 4 + 16 + 7 = 27 runs of about 770 s on one core, 20,800 s, about 2.9 h as two
-    # processes (docs/CLAIMS.md, the grids' budgets).
+    # processes; measured, 15,391 s, 2 h 14 min (docs/CLAIMS.md, the grids' budgets).
     "methods-cifar60": Grid(
         base=SWEEPS_CIFAR_BASE,
         sweeps=({"method": (BARLOW_NOSTD, "vicreg"), "seed": SEEDS},),
