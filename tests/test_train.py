@@ -22,6 +22,7 @@ from tinybt.errors import TinyBTError
 from tinybt.evaluation import evaluate_run
 from tinybt.methods.common import cross_correlation
 from tinybt.run import Run, read_metrics, snapshot_steps, train
+from tinybt.runfolder import free_folder
 from tinybt.tensor import Tensor, no_grad
 from tinybt.train import config_from_args, main, parse_args
 
@@ -80,6 +81,7 @@ def test_snapshot_is_c_as_the_loss_sees_it_and_leaves_the_running_statistics(tmp
     expected = backend.to_host(cross_correlation(z_a, z_b))
     assert np.allclose(run.snapshots[0], expected, atol=2e-3)  # stored as float16
     assert np.diagonal(expected).mean() > 0.1
+    free_folder(run.out)  # the run was made, not trained: give up its lock
 
 
 def test_same_seed_same_run(tmp_path):
@@ -218,6 +220,7 @@ def test_a_lock_left_by_a_process_that_has_ended_is_taken_over(tmp_path):
     (out / "run.lock").write_text(ended.stdout.strip())  # as a killed run leaves it
     Run(config, progress=False, log=None)
     assert (out / "run.lock").read_text() == str(os.getpid())
+    free_folder(out)
 
 
 def interrupt_at(monkeypatch, step_number):
