@@ -102,7 +102,8 @@ PROGRAM_CASES = [
     ("truncated shapes cache", TINY + " --out {tmp}/o --data-dir {truncated_cache}", "plain",
      ok("truncated or corrupt: generating the shapes again")),
     # evaluation
-    ("evaluate with TINYBT_BACKEND garbage", EVALUATE + " {fake}", "env:TINYBT_BACKEND=garbage",
+    ("evaluate with TINYBT_BACKEND garbage", EVALUATE + " {fake} --data-dir {data}",
+     "env:TINYBT_BACKEND=garbage",
      error("TINYBT_BACKEND='garbage'")),
     ("evaluate --data-dir ''", EVALUATE + " {fake} --data-dir ''", "plain",
      error("must name a folder")),
