@@ -39,6 +39,7 @@ from tinybt.study.comparison import (
     shapes_verdicts,
     summary,
     table,
+    turned,
     two_seed_verdicts,
     verdicts,
 )
@@ -167,18 +168,16 @@ def print_verdicts(root, fast, markdown=False):
         print_table(at_15)
         print("On the shapes data:")
         print_table(on_shapes)
-        turned = [
-            f"claim {v.claim} ({two.verdict} from seeds 0 and 1 alone)"
-            for v, two in zip(judged, two_seed_verdicts(results, fast), strict=True)
-            if v.verdict != two.verdict and not v.missing
+        by_third_seed = [
+            f"claim {claim} ({verdict} from seeds 0 and 1 alone)"
+            for claim, verdict in turned(results, two_seed_verdicts, fast).items()
         ]
-        print(f"turned by a third seed: {', '.join(turned) or 'none'}")
-        turned = [
-            f"claim {v.claim} ({every.verdict} with them counted)"
-            for v, every in zip(judged, every_run_verdicts(results, fast), strict=True)
-            if v.verdict != every.verdict and not v.missing
+        print(f"turned by a third seed: {', '.join(by_third_seed) or 'none'}")
+        by_the_bar = [
+            f"claim {claim} ({verdict} with them counted)"
+            for claim, verdict in turned(results, every_run_verdicts, fast).items()
         ]
-        print(f"turned by the runs under the bar: {', '.join(turned) or 'none'}")
+        print(f"turned by the runs under the bar: {', '.join(by_the_bar) or 'none'}")
     missing = [run for v in judged + at_15 + on_shapes for run in v.missing]
     if missing:
         if not markdown:

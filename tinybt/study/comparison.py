@@ -630,6 +630,17 @@ def every_run_verdicts(results, fast=False, needs=NEEDS):
     return verdicts(results, fast, needs, learns=-math.inf)
 
 
+def turned(results, other_verdicts, fast=False):
+    """{claim: its verdict in `other_verdicts`} for each claim whose verdict there differs from
+    its verdict in `verdicts`: where a third seed (`two_seed_verdicts`) or the runs under the
+    bar (`every_run_verdicts`) turn one. A claim still waiting for runs is not turned."""
+    return {
+        v.claim: other.verdict
+        for v, other in zip(verdicts(results, fast), other_verdicts(results, fast), strict=True)
+        if v.verdict != other.verdict and not v.missing
+    }
+
+
 # ----- the claims table -----
 SECOND_READINGS = {
     1: "15 epochs",
@@ -671,8 +682,8 @@ def table_cells(results, fast=False):
     reading's evidence (or which runs it still waits for); the verdict is the first reading's,
     then the second reading's, and, where a third seed turns it, the verdict of seeds 0 and 1
     alone, or of every run counted where the runs under `LEARNS` turn it."""
-    two_seeds = {v.claim: v for v in two_seed_verdicts(results, fast)}
-    every_run = {v.claim: v for v in every_run_verdicts(results, fast)}
+    by_third_seed = turned(results, two_seed_verdicts, fast)
+    by_the_bar = turned(results, every_run_verdicts, fast)
     cells = {}
     for claim, judged in readings(results, fast).items():
         numbers = ". ".join(
@@ -681,14 +692,10 @@ def table_cells(results, fast=False):
         first = judged[0][1]
         verdict = first.verdict + (": its runs are pending" if first.missing else "")
         verdict += "".join(f"; {reading}: {v.verdict}" for reading, v in judged[1:])
-        if two_seeds[claim].verdict != first.verdict and not first.missing:
-            verdict += (
-                f"; a third seed turns it: seeds 0 and 1 alone give {two_seeds[claim].verdict}"
-            )
-        if every_run[claim].verdict != first.verdict and not first.missing:
-            verdict += (
-                f"; the runs under the bar turn it: counted, they give {every_run[claim].verdict}"
-            )
+        if claim in by_third_seed:
+            verdict += f"; a third seed turns it: seeds 0 and 1 alone give {by_third_seed[claim]}"
+        if claim in by_the_bar:
+            verdict += f"; the runs under the bar turn it: counted, they give {by_the_bar[claim]}"
         cells[claim] = (numbers, verdict)
     return cells
 
